@@ -1,0 +1,49 @@
+# fruits-emr: `make` lists the targets. Two commands set everything up: `make demo`, `make test`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONUNBUFFERED := 1
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "Python 3.11 is required, $(PYTHON) is $$($(PYTHON) --version)"; exit 1; }
+	@command -v java >/dev/null || { echo "Java 17 is required by Spark (java not found on PATH)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip setuptools wheel
+	$(PIP_INSTALL) -e ".[local]"
+	touch $(STAMP)
+
+env: $(STAMP) ## Create the virtual environment .venv from the pinned dependencies
+
+demo: env ## Run the pipeline on generated synthetic images and write the HTML report
+	$(BIN)/fruits run --output output/demo -p mode overwrite
+
+test: env ## Run the test suite (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
+	$(BIN)/python -m pytest
+
+lab: env ## Open the paired notebooks in JupyterLab
+	$(PIP_INSTALL) -e ".[local,lab]"
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+sync-notebooks: env ## Regenerate the .ipynb files from their .py sources (jupytext)
+	$(BIN)/jupytext --sync notebooks/*.py
+
+environment.yml: pyproject.toml requirements/constraints.txt ## Regenerate environment.yml from the pinned dependencies
+	$(BIN)/python tools/sync_environment.py --write
+
+lock: env ## Re-pin requirements/constraints.txt from the current .venv
+	$(BIN)/python tools/lock.py
+
+clean: ## Remove generated data, outputs and the environment
+	rm -rf $(VENV) output data .pytest_cache
+
+.PHONY: help env demo test lab sync-notebooks lock clean

@@ -1,0 +1,131 @@
+"""``fruits`` command line: run the featurization notebook headlessly and render its report.
+
+``fruits run --input PATH --output DIR [-p NAME VALUE ...]`` executes
+``notebooks/01-featurize-local.py`` with papermill, then renders
+``DIR/report.html`` with nbconvert (figures embedded, code hidden). Parameter
+mistakes are reported before any kernel or Spark session starts. The executed
+notebook is built in a scratch folder and only copied into ``DIR`` when the run
+succeeded, so a failed run does not overwrite the previous run's report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Sequence
+
+import yaml
+
+from fruits import config
+from fruits.layout import OutputLayout
+from fruits.params import RunParams
+from fruits.report import LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
+
+    Examples
+    --------
+    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
+    (50, 0.9, None, 'a/b.h5')
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fruits", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="featurize a folder of images and write the HTML report")
+    run.add_argument("--input", help="folder of class sub-folders (default: generated synthetic demo images)")
+    run.add_argument("--output", help=f"output folder (default: {config.default_output_dir()})")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="notebook parameter, e.g. -p k 50 -p weights model.h5 (repeatable)")
+    run.add_argument("--notebook", default=None, help="percent-format notebook to execute")
+    run.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    return EXIT_USAGE  # pragma: no cover - argparse enforces a command
+
+
+def resolve_parameters(args, declared: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``--input``, ``--output`` and ``-p`` into notebook parameters and validate them.
+
+    Raises
+    ------
+    ValueError
+        An unknown parameter name or a bad value, naming the parameter.
+    """
+    parameters: dict[str, Any] = {}
+    for name, text in args.parameter:
+        if name not in declared:
+            raise ValueError(f"unknown parameter {name!r}; the notebook takes: {', '.join(declared)}")
+        parameters[name] = parse_value(text)
+    if args.input is not None:
+        parameters["input_path"] = _absolute(args.input)
+    output = args.output or parameters.get("output_dir") or str(config.default_output_dir())
+    parameters["output_dir"] = _absolute(output)
+    for name in ("weights",):
+        value = parameters.get(name)
+        if isinstance(value, str) and os.path.exists(value):
+            parameters[name] = os.path.abspath(value)
+    merged = {**declared, **parameters}
+    RunParams.from_mapping({name: merged[name] for name in RunParams.field_names() if name in merged})
+    return parameters
+
+
+def run_command(args) -> int:
+    source = args.notebook or str(config.notebooks_dir() / LOCAL_NOTEBOOK)
+    if not os.path.isfile(source):
+        print(f"error: notebook {source} not found (set FRUITS_NOTEBOOKS or --notebook)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parameters = resolve_parameters(args, notebook_parameters(source))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    layout = OutputLayout(parameters["output_dir"])
+    scratch = tempfile.mkdtemp(prefix="fruits-run-")
+    executed = os.path.join(scratch, os.path.basename(layout.notebook))
+    report = os.path.join(scratch, os.path.basename(layout.report))
+    print(f"Running {os.path.basename(source)} -> {layout.root}", flush=True)
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        execute_notebook(source, executed, parameters, cwd=os.getcwd(), log_output=not args.quiet)
+    except PapermillExecutionError as exc:
+        render_html(executed, report)
+        print(
+            f"error: cell {exc.exec_count} failed with {exc.ename}: {exc.evalue}\n"
+            f"The failed notebook and its report are in {scratch}; {layout.root} was left as it was.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    render_html(executed, report)
+    os.makedirs(layout.root, exist_ok=True)
+    shutil.move(executed, layout.notebook)
+    shutil.move(report, layout.report)
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"Report: {layout.report}", flush=True)
+    return EXIT_OK
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

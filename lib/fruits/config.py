@@ -1,0 +1,65 @@
+"""Every default location the project uses, derived in one place.
+
+Paths come from the project root (the checkout that holds ``lib/``) unless an
+environment variable overrides them, so nothing else in the package hard-codes a
+path and the same code runs from a checkout, an installed wheel or an EMR node.
+
+Environment variables
+---------------------
+FRUITS_WEIGHTS
+    MobileNetV2 weights to use when the ``weights`` parameter is not given: a
+    local or ``s3://`` path to a Keras ``.h5`` file, or ``imagenet``.
+FRUITS_NOTEBOOKS
+    Folder holding the ``NN-verb-object.py`` notebooks (default: ``<root>/notebooks``).
+FRUITS_DEMO_DATA
+    Where the synthetic demo image set is generated (default: ``<root>/data/demo-synthetic``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Name of the environment variable that points at MobileNetV2 weights.
+WEIGHTS_ENV = "FRUITS_WEIGHTS"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """Return the checkout root (``lib/fruits/`` -> ``.``), or the working directory.
+
+    An installed wheel has no checkout around it; then the current directory is the
+    most useful anchor for default outputs.
+    """
+    candidate = _PACKAGE_DIR.parent.parent
+    if (candidate / "lib" / "fruits").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+def notebooks_dir() -> Path:
+    """Folder of the percent-format notebooks that ``fruits run`` executes."""
+    return Path(os.environ.get("FRUITS_NOTEBOOKS", project_root() / "notebooks"))
+
+
+def demo_data_dir() -> Path:
+    """Folder where the synthetic demo images are generated on first use."""
+    return Path(os.environ.get("FRUITS_DEMO_DATA", project_root() / "data" / "demo-synthetic"))
+
+
+def default_output_dir() -> Path:
+    """Where a run writes when no output is given (``<root>/output/demo``)."""
+    return project_root() / "output" / "demo"
+
+
+def weights_from_env() -> str | None:
+    """The ``FRUITS_WEIGHTS`` value, or ``None`` when unset or blank."""
+    value = os.environ.get(WEIGHTS_ENV, "").strip()
+    return value or None
+
+
+def keras_cache_dir() -> Path:
+    """Keras' own download cache (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return Path(keras_home) / "models"

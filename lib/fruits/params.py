@@ -1,0 +1,154 @@
+"""Run parameters: defaults in one place, validated before any Spark work starts.
+
+A wrong value is cheap to report and expensive to discover after a cluster has
+spent an hour featurizing, so :func:`RunParams.validate` checks everything that
+can be checked without Spark and names the offending parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+#: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
+FEATURE_DIM = 1280
+
+#: Featurization engines a run may name. The Keras engine is the reference.
+ENGINES = ("keras",)
+
+#: Ways a run may treat an output folder that already holds results.
+MODES = ("error", "overwrite")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParams:
+    """Everything a featurization run depends on.
+
+    Parameters
+    ----------
+    input_path : str or None
+        Folder (local path or ``s3://`` URI) of images in one sub-folder per class.
+        ``None`` runs the demo on synthetic images the project generates itself.
+    output_dir : str
+        Folder that receives ``features/``, ``pca/``, ``pca_model/``, ``rejected/``
+        and ``manifest.json``.
+    weights : str or None
+        ``"imagenet"`` (Keras' cache or download), a path to a Keras ``.h5`` weights
+        file, ``"random"`` (plumbing tests only), or ``None`` to look up
+        ``FRUITS_WEIGHTS`` and then Keras' cache.
+    k : int
+        Number of PCA components kept when ``variance_target`` is not set.
+    variance_target : float or None
+        If set (0 < v <= 1), keep the smallest number of components whose cumulative
+        explained variance reaches it; ``k`` is then ignored.
+    engine : str
+        Featurization engine, one of :data:`ENGINES`.
+    batch_size : int
+        Images fed to the network at once inside a task. Bounds worker memory whatever
+        Arrow's batch size is.
+    partitions : int or None
+        Spark partitions for featurization; ``None`` picks one from the image count.
+    threads_per_task : int
+        Intra-op threads the network may use in each Spark task.
+    mode : str
+        ``"error"`` refuses an output folder that already holds a manifest;
+        ``"overwrite"`` replaces it.
+    seed : int
+        Seed for random weights and for the sample of images shown in the report.
+    """
+
+    input_path: str | None = None
+    output_dir: str = "output/demo"
+    weights: str | None = None
+    k: int = 50
+    variance_target: float | None = None
+    engine: str = "keras"
+    batch_size: int = 32
+    partitions: int | None = None
+    threads_per_task: int = 1
+    mode: str = "error"
+    seed: int = 0
+
+    @property
+    def is_demo(self) -> bool:
+        """True when the run uses the generated synthetic images."""
+        return self.input_path is None
+
+    def validate(self) -> "RunParams":
+        """Raise ``ValueError`` naming the first bad parameter; return ``self`` if all are fine."""
+        _check_optional_str("input_path", self.input_path)
+        _check_str("output_dir", self.output_dir)
+        _check_optional_str("weights", self.weights)
+        _check_int("k", self.k, 1, FEATURE_DIM)
+        if self.variance_target is not None:
+            if (
+                isinstance(self.variance_target, bool)
+                or not isinstance(self.variance_target, (int, float))
+                or not math.isfinite(self.variance_target)
+                or not 0 < self.variance_target <= 1
+            ):
+                raise ValueError(
+                    f"variance_target must be a number in (0, 1], got {self.variance_target!r}"
+                )
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        _check_int("batch_size", self.batch_size, 1, 1024)
+        if self.partitions is not None:
+            _check_int("partitions", self.partitions, 1, 100_000)
+        _check_int("threads_per_task", self.threads_per_task, 1, 64)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        return self
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "RunParams":
+        """Build and validate parameters from a mapping, rejecting unknown names.
+
+        Examples
+        --------
+        >>> RunParams.from_mapping({"k": 10}).k
+        10
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(values)).validate()
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> "RunParams":
+        """Pick the run parameters out of a notebook's variables and validate them.
+
+        Notebook-only settings (the Spark master, say) are left out, so the local and
+        the cloud notebook share this one line.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls.from_mapping({name: namespace[name] for name in names if name in namespace})
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of all run parameters."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every parameter, for the manifest."""
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+
+
+def _check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None:
+        _check_str(name, value)

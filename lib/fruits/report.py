@@ -1,0 +1,117 @@
+"""Show results in a notebook, execute notebooks with papermill, render the HTML report.
+
+The notebooks stay thin: they call these helpers to display warnings, summaries
+and figures; ``fruits run`` calls :func:`execute_notebook` and :func:`render_html`.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import tempfile
+from typing import Any, Mapping
+
+#: The notebook a local run executes.
+LOCAL_NOTEBOOK = "01-featurize-local.py"
+
+
+def show_banners(banners: list[str]) -> None:
+    """Display each warning as a red box at the top of the notebook/report."""
+    from IPython.display import HTML, display
+
+    for banner in banners:
+        display(HTML(
+            '<div style="border:3px solid #c0392b;background:#fdecea;padding:10px;'
+            f'font-weight:bold;font-size:1.1em">&#9888; {html.escape(banner)}</div>'
+        ))
+
+
+def show_figure(fig) -> None:
+    """Display a matplotlib ``Figure`` as an embedded PNG."""
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    display(Image(data=buffer.getvalue(), format="png"))
+
+
+def summary_table(manifest: Mapping[str, Any]):
+    """The run's key figures as a two-column table."""
+    import pandas as pd
+
+    counts = manifest["counts"]
+    rows = {
+        "input": manifest["input_path"],
+        "output": manifest["output_dir"],
+        "weights": f"{manifest['weights']['source']} (sha256 {manifest['weights']['sha256'][:12]}...)"
+        + (" — RANDOM" if manifest["weights"]["random"] else ""),
+        "files given": counts["input"],
+        "featurized": counts["featurized"],
+        "rejected": counts["rejected"],
+        "classes": len(manifest["classes"]),
+        "PCA components (k)": manifest["k"],
+        "cumulative variance at k": f"{manifest['cumulative_variance_at_k']:.4f}",
+        "featurization speed": f"{manifest['images_per_second']} images/s",
+        "total seconds": manifest["seconds"]["total"],
+        "Spark": f"{manifest['spark']['version']} on {manifest['spark']['master']}",
+    }
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
+
+
+def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *, cwd: str | None = None,
+                     kernel_name: str = "python3", log_output: bool = True) -> None:
+    """Convert a percent-format ``.py`` notebook with jupytext and execute it with papermill.
+
+    Raises
+    ------
+    papermill.PapermillExecutionError
+        A cell failed: carries the cell's execution count, exception name and value.
+    """
+    import jupytext
+    import papermill
+
+    notebook = jupytext.read(source)
+    with tempfile.TemporaryDirectory() as scratch:
+        converted = os.path.join(scratch, os.path.basename(source).replace(".py", ".ipynb"))
+        jupytext.write(notebook, converted)
+        if log_output:
+            logging.getLogger("papermill").setLevel(logging.INFO)
+        papermill.execute_notebook(
+            converted, output, parameters=dict(parameters), kernel_name=kernel_name,
+            cwd=cwd, log_output=log_output, progress_bar=log_output,
+        )
+
+
+def notebook_parameters(source: str) -> dict[str, Any]:
+    """Names and defaults of the ``parameters`` cell of a percent-format notebook."""
+    import jupytext
+    import papermill
+
+    with tempfile.TemporaryDirectory() as scratch:
+        converted = os.path.join(scratch, "inspect.ipynb")
+        jupytext.write(jupytext.read(source), converted)
+        inferred = papermill.inspect_notebook(converted)
+    return {name: _literal(info["default"]) for name, info in inferred.items()}
+
+
+def _literal(source: str) -> Any:
+    """papermill reports defaults as source text; turn ``50`` or ``None`` into values."""
+    import ast
+
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
+
+
+def render_html(notebook_path: str, html_path: str) -> None:
+    """Render an executed notebook to a self-contained HTML report without code cells."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    with open(html_path, "w", encoding="utf-8") as handle:
+        handle.write(body)

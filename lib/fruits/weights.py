@@ -1,0 +1,175 @@
+"""Find MobileNetV2 weights on the driver, in a documented order, and say where they came from.
+
+Order: the ``weights`` parameter, then ``FRUITS_WEIGHTS``, then Keras' own cache or
+download (``"imagenet"``). Only the demo may fall back to random weights, and it
+says so loudly; any other run stops with a message naming both settings.
+
+The arrays found here are what every worker receives (broadcast from the driver),
+and their SHA-256 fingerprint goes into the manifest so a later projection can
+check it computes the same features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from fruits import config
+from fruits.preprocess import INPUT_SIZE
+
+IMAGENET = "imagenet"
+RANDOM = "random"
+
+RANDOM_WARNING = (
+    "WEIGHTS ARE RANDOM: no ImageNet weights were found, so these features are "
+    "meaningless (plumbing only). Set FRUITS_WEIGHTS or the 'weights' parameter to a "
+    "MobileNetV2 .h5 file, or run where Keras can download 'imagenet'."
+)
+
+
+class MissingWeightsError(RuntimeError):
+    """No usable weights: the message says what was tried and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedWeights:
+    """Weights ready to ship to workers, with their provenance."""
+
+    source: str
+    is_random: bool
+    sha256: str
+    arrays: tuple = dataclasses.field(repr=False, compare=False)
+
+    def describe(self) -> str:
+        """One line for logs and the report."""
+        kind = "RANDOM (plumbing only)" if self.is_random else "pretrained"
+        return f"{kind} weights from {self.source} (sha256 {self.sha256[:12]}...)"
+
+
+def fingerprint(arrays: Sequence[np.ndarray]) -> str:
+    """SHA-256 over every array's shape, dtype and bytes, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def resolve_weights(
+    requested: str | None, *, allow_random: bool, seed: int = 0, input_size: int = INPUT_SIZE
+) -> ResolvedWeights:
+    """Load weights on the driver following the documented order.
+
+    Parameters
+    ----------
+    requested : str or None
+        The ``weights`` parameter: ``"imagenet"``, ``"random"``, a local or ``s3://``
+        ``.h5`` path, or ``None`` for ``FRUITS_WEIGHTS`` then Keras' cache/download.
+    allow_random : bool
+        True for the demo only: when nothing is found, fall back to random weights
+        (seeded, identical on every worker) instead of raising.
+    seed : int
+        Seed for random weights.
+
+    Raises
+    ------
+    MissingWeightsError
+        When an explicitly given source fails, or nothing is found outside the demo.
+    """
+    if requested is not None:
+        return _load(requested, seed=seed, input_size=input_size, origin="the 'weights' parameter")
+    from_env = config.weights_from_env()
+    if from_env is not None:
+        return _load(from_env, seed=seed, input_size=input_size, origin=config.WEIGHTS_ENV)
+    try:
+        return _load(IMAGENET, seed=seed, input_size=input_size, origin="Keras' cache or download")
+    except MissingWeightsError as exc:
+        if allow_random:
+            return _random(seed, input_size)
+        raise MissingWeightsError(
+            f"No MobileNetV2 ImageNet weights found: the 'weights' parameter is not set, "
+            f"{config.WEIGHTS_ENV} is not set, and {exc}. Set {config.WEIGHTS_ENV}=/path/to/"
+            f"mobilenet_v2_no_top.h5 or pass the 'weights' parameter (-p weights PATH)."
+        ) from exc
+
+
+def _load(value: str, *, seed: int, input_size: int, origin: str) -> ResolvedWeights:
+    if value == RANDOM:
+        return _random(seed, input_size)
+    if value == IMAGENET:
+        return _keras_imagenet(input_size)
+    return _from_file(value, input_size=input_size, origin=origin)
+
+
+def _from_file(path: str, *, input_size: int, origin: str) -> ResolvedWeights:
+    from fruits.models import build_keras_backbone
+
+    local_path, cleanup = _local_copy(path, origin)
+    try:
+        try:
+            model = build_keras_backbone(local_path, input_size=input_size)
+        except Exception as exc:  # Keras raises ValueError, OSError or h5py errors
+            raise MissingWeightsError(
+                f"the weights file {path!r} (from {origin}) could not be loaded into "
+                f"MobileNetV2(include_top=False, pooling='avg'): {exc}"
+            ) from exc
+    finally:
+        if cleanup:
+            os.unlink(local_path)
+    arrays = tuple(model.get_weights())
+    return ResolvedWeights(source=path, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
+
+
+def _local_copy(path: str, origin: str) -> tuple[str, bool]:
+    """Return a local file for ``path``, downloading remote URIs to a temporary file."""
+    if "://" not in path:
+        if not os.path.isfile(path):
+            raise MissingWeightsError(
+                f"the weights file {path!r} (from {origin}) does not exist. Set "
+                f"{config.WEIGHTS_ENV} or the 'weights' parameter to an existing .h5 file."
+            )
+        return path, False
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb") as remote, tempfile.NamedTemporaryFile(
+            suffix=".h5", delete=False
+        ) as local:
+            local.write(remote.read())
+    except Exception as exc:
+        raise MissingWeightsError(
+            f"the weights file {path!r} (from {origin}) could not be read: {exc}"
+        ) from exc
+    return local.name, True
+
+
+def _keras_imagenet(input_size: int) -> ResolvedWeights:
+    from fruits.models import build_keras_backbone
+
+    try:
+        model = build_keras_backbone(IMAGENET, input_size=input_size)
+    except Exception as exc:  # no cache and no network: Keras raises various errors
+        raise MissingWeightsError(
+            f"Keras could not find 'imagenet' weights in {config.keras_cache_dir()} "
+            f"nor download them ({type(exc).__name__}: {exc})"
+        ) from exc
+    arrays = tuple(model.get_weights())
+    return ResolvedWeights(source=IMAGENET, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
+
+
+def _random(seed: int, input_size: int) -> ResolvedWeights:
+    import keras
+
+    from fruits.models import build_keras_backbone
+
+    keras.utils.set_random_seed(seed)
+    arrays = tuple(build_keras_backbone(None, input_size=input_size).get_weights())
+    return ResolvedWeights(
+        source=f"{RANDOM} (seed {seed})", is_random=True, sha256=fingerprint(arrays), arrays=arrays
+    )

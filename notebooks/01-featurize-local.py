@@ -1,0 +1,110 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Fruits! — MobileNetV2 features and their PCA, on local Spark
+#
+# Reads a folder of images (one sub-folder per class, the label is the folder's name),
+# computes MobileNetV2 ImageNet features (1280 per image) in a Spark pandas UDF, reduces
+# them with Spark ML PCA and writes everything next to a `manifest.json`. The same
+# library calls run on EMR in `02-featurize-emr`; only the parameters and the session
+# differ. Without `input_path`, the run uses synthetic images the project generates.
+
+# %% tags=["parameters"]
+input_path = None  # folder of class sub-folders (local or s3://); None: generated synthetic demo images
+output_dir = "output/demo"  # receives features/, pca/, pca_model/, rejected/, manifest.json
+weights = None  # "imagenet", a Keras .h5 path, "random"; None: FRUITS_WEIGHTS, then Keras' cache
+k = 50  # PCA components kept
+variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
+engine = "keras"  # featurization engine
+batch_size = 32  # images per network call inside a task (bounds worker memory)
+partitions = None  # Spark partitions for featurization; None: from the image count
+threads_per_task = 1  # network threads per Spark task
+mode = "error"  # "overwrite" to replace an existing run in output_dir
+seed = 0  # random weights and sample images
+master = "local[2]"  # local Spark master
+driver_memory = "4g"  # local Spark JVM heap
+
+# %% [markdown]
+# ## Checks before Spark starts
+# Parameters, input folder, output folder and weights are checked here; a mistake stops
+# the run before any Spark job.
+
+# %%
+from fruits import explore, plots
+from fruits.params import RunParams
+from fruits.pipeline import execute, prepare
+from fruits.report import show_banners, show_figure, summary_table
+
+prepared = prepare(RunParams.from_namespace(globals()))
+show_banners(prepared.banners)
+print(f"{prepared.listing.total} files in {prepared.input_path}: "
+      f"{len(prepared.listing.images)} images in {len(prepared.listing.labels())} classes")
+print(prepared.weights.describe())
+
+# %% [markdown]
+# ## Spark session
+
+# %%
+from fruits.session import local_spark
+
+spark = local_spark(master, driver_memory=driver_memory)
+spark.version
+
+# %% [markdown]
+# ## Featurize, reduce, write
+
+# %%
+result = execute(spark, prepared)
+summary_table(result.manifest)
+
+# %% [markdown]
+# ## Images per class
+
+# %%
+show_figure(plots.class_counts(explore.class_counts(spark, result.layout)))
+
+# %% [markdown]
+# ## Sample images
+
+# %%
+show_figure(plots.sample_grid(explore.sample_images(prepared.listing, count=16, seed=seed)))
+
+# %% [markdown]
+# ## Explained variance
+
+# %%
+show_figure(plots.variance_curve(result.pca.spectrum, result.pca.k, variance_target=variance_target))
+
+# %% [markdown]
+# ## The images on the first two principal components
+
+# %%
+show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
+
+# %% [markdown]
+# ## Rejected files
+# Every file that was given but not featurized, with the reason (first 50).
+
+# %%
+explore.rejected(spark, result.layout, limit=50)
+
+# %% [markdown]
+# ## Timings
+
+# %%
+show_figure(plots.timings(explore.timings(result.manifest), images_per_second=result.manifest["images_per_second"]))
