@@ -11,6 +11,7 @@ succeeded, so a failed run does not overwrite the previous run's report.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # papermill streams the notebook's output through its logger: show it plainly.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command == "run":
         return run_command(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command

@@ -1,0 +1,74 @@
+"""Shared fixtures: one local Spark session, small generated image sets, real-data locations.
+
+Real weights and images are found through ``FRUITS_WEIGHTS`` and
+``FRUITS_TEST_IMAGES`` (the Fruits-360 folder holding ``Test/``). Where unset, the
+tests that need them are skipped with the reason; under CI (``CI=true``) a missing
+location fails instead, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fruits.demo_data import generate_demo_images
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ON_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _required_location(variable: str, what: str) -> Path:
+    value = os.environ.get(variable, "").strip()
+    if value and Path(value).exists():
+        return Path(value)
+    reason = f"{what}: set {variable}" + (f" ({value!r} does not exist)" if value else " (unset)")
+    if ON_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def real_weights() -> Path:
+    """Path of the real MobileNetV2 ImageNet ``.h5`` weights."""
+    return _required_location("FRUITS_WEIGHTS", "real MobileNetV2 weights needed")
+
+
+@pytest.fixture(scope="session")
+def real_images() -> Path:
+    """The Fruits-360 folder holding ``Test/`` (and ``Training-sample/``)."""
+    root = _required_location("FRUITS_TEST_IMAGES", "real Fruits-360 images needed")
+    if not (root / "Test").is_dir():
+        pytest.fail(f"FRUITS_TEST_IMAGES={root} has no Test/ folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] session shared by the whole test run, stopped at the end."""
+    from fruits.session import local_spark
+
+    session = local_spark("local[2]", app_name="fruits-tests", driver_memory="2g")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def demo_images(tmp_path: Path) -> Path:
+    """A small synthetic set: 6 classes x 5 images, plus the marker text file."""
+    return generate_demo_images(tmp_path / "images", per_class=5, seed=1)
+
+
+def copy_slice(source: Path, target: Path, *, classes: int, per_class: int) -> Path:
+    """Copy the first ``per_class`` images of the first ``classes`` class folders."""
+    import shutil
+
+    for folder in sorted(p for p in source.iterdir() if p.is_dir())[:classes]:
+        destination = target / folder.name
+        destination.mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:per_class]:
+            shutil.copy2(image, destination / image.name)
+    return target

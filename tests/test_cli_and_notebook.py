@@ -1,0 +1,91 @@
+"""The notebook executed by papermill through ``fruits run``, and the CLI's error handling."""
+
+import json
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_slice
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fruits(*args, env_extra=None, timeout=900):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "fruits.cli", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_bad_parameter_value_stops_before_any_kernel(tmp_path):
+    result = fruits("run", "--output", str(tmp_path / "out"), "-p", "k", "0")
+    assert result.returncode == 2
+    assert "k must be an integer between 1 and 1280, got 0" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_parameter_is_refused(tmp_path):
+    result = fruits("run", "--output", str(tmp_path / "out"), "-p", "colour", "red")
+    assert result.returncode == 2 and "unknown parameter 'colour'" in result.stderr
+
+
+def test_failing_cell_exits_non_zero_with_cell_and_error(tmp_path):
+    result = fruits("run", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 1
+    assert re.search(r"error: cell \d+ failed with InputError: input_path", result.stderr), result.stderr[-2000:]
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "out").exists(), "a failed run must not create or touch the output"
+
+
+def _assert_report(report: Path, *, figures: int):
+    html = report.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= figures
+    assert "from fruits" not in html, "code cells must be hidden"
+    return html
+
+
+def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp_path):
+    out = tmp_path / "out"
+    result = fruits(
+        "run", "--output", str(out), "-p", "weights", "random", "-p", "k", "10",
+        env_extra={"FRUITS_DEMO_DATA": str(tmp_path / "demo")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[featurize] finished" in result.stderr, "progress must reach the console"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["demo"] is True and manifest["weights"]["random"] is True
+    assert manifest["counts"]["featurized"] == 180 and manifest["k"] == 10
+    for name in ("features", "pca", "pca_model", "rejected", "notebook.ipynb"):
+        assert (out / name).exists(), name
+    html = _assert_report(out / "report.html", figures=5)
+    assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
+    assert html.index("SYNTHETIC DEMO DATA") < html.index("data:image/png")
+
+
+@pytest.mark.slow
+def test_real_slice_through_papermill(real_images, real_weights, tmp_path, spark):
+    images = copy_slice(real_images / "Test", tmp_path / "Test", classes=10, per_class=20)
+    out = tmp_path / "out"
+    result = fruits("run", "--input", str(images), "--output", str(out),
+                    "-p", "weights", str(real_weights), "-p", "k", "50", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"input": 200, "images": 200, "featurized": 200, "rejected": 0}
+    assert manifest["weights"]["random"] is False and manifest["demo"] is False
+    assert manifest["k"] == 50 and len(manifest["explained_variance"]) == 50
+    assert 0 < manifest["cumulative_variance_at_k"] <= 1
+    assert len(manifest["classes"]) == 10
+    features = spark.read.parquet(str(out / "features"))
+    assert features.count() == 200
+    assert features.schema.simpleString() == "struct<path:string,label:string,features:array<float>>"
+    pca = spark.read.parquet(str(out / "pca"))
+    assert pca.count() == 200
+    assert {len(r.pca_features) for r in pca.collect()} == {50}
+    assert spark.read.parquet(str(out / "rejected")).count() == 0
+    html = _assert_report(out / "report.html", figures=5)
+    assert "WEIGHTS ARE RANDOM" not in html and "SYNTHETIC" not in html

@@ -1,0 +1,45 @@
+"""With the real ImageNet weights: Spark's features equal a plain one-process Keras call."""
+
+import numpy as np
+import pytest
+
+from fruits.featurize import featurize
+from fruits.listing import list_inputs
+from fruits.loading import read_images
+from fruits.weights import resolve_weights
+from tests.conftest import copy_slice
+
+pytestmark = pytest.mark.slow
+
+
+def plain_keras_features(paths, weights_path):
+    """The study's recipe, in one process: PIL resize, img_to_array, preprocess_input, predict."""
+    import keras
+    from keras.applications.mobilenet_v2 import preprocess_input
+    from PIL import Image
+
+    model = keras.applications.MobileNetV2(
+        weights=str(weights_path), include_top=False, pooling="avg", input_shape=(224, 224, 3)
+    )
+    batch = np.stack([
+        keras.utils.img_to_array(Image.open(path).convert("RGB").resize([224, 224])) for path in paths
+    ])
+    return model.predict(preprocess_input(batch), verbose=0)
+
+
+def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_path):
+    images = copy_slice(real_images / "Test", tmp_path / "Test", classes=4, per_class=6)
+    listing = list_inputs(str(images))
+    weights = resolve_weights(str(real_weights), allow_random=False)
+    images_df, not_read = read_images(spark, listing)
+    assert not_read == []
+    rows = featurize(images_df, weights, engine="keras", batch_size=5, threads_per_task=1,
+                     partitions=3).collect()
+    assert len(rows) == 24 and all(row.error is None for row in rows)
+    paths = sorted(row.path for row in rows)
+    by_path = {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}
+    spark_features = np.stack([by_path[path] for path in paths])
+    reference = plain_keras_features(paths, real_weights)
+    relative = np.abs(spark_features - reference).max(axis=1) / np.abs(reference).max(axis=1)
+    assert relative.max() <= 1e-4, f"largest relative difference {relative.max():.2e}"
+    assert {row.label for row in rows} == {p.name for p in images.iterdir()}

@@ -1,0 +1,65 @@
+import functools
+import io
+import os
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fruits.models import random_projection_predictor
+from fruits.udf import featurize_contents, make_feature_udf
+
+
+def jpeg(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 100), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_each_row_gets_features_or_a_reason_in_order():
+    calls = []
+    model = random_projection_predictor(0)
+
+    def predict(batch):
+        calls.append(len(batch))
+        return model(batch)
+
+    contents = pd.Series([jpeg((255, 0, 0)), b"", jpeg((0, 255, 0)), b"garbage", jpeg((0, 0, 255))])
+    result = featurize_contents(contents, predict, batch_size=2)
+    assert list(result["error"].isna()) == [True, False, True, False, True]
+    assert result["error"][1] == "empty file (0 bytes)"
+    assert result["features"][1] is None
+    assert all(result["features"][i].shape == (1280,) for i in (0, 2, 4))
+    assert calls == [2, 1]  # never more than batch_size images per network call
+    direct = model(np.stack([
+        (np.asarray(Image.open(io.BytesIO(jpeg((0, 255, 0)))).resize((224, 224))) / 127.5 - 1)
+    ]).astype(np.float32))[0]
+    np.testing.assert_allclose(result["features"][2], direct, rtol=1e-5, atol=1e-5)
+
+
+def _counting_factory(marker_dir: str, seed: int):
+    """Plumbing predictor that leaves one file per build: <pid>-<n>."""
+    pid = os.getpid()
+    builds = len([name for name in os.listdir(marker_dir) if name.startswith(f"{pid}-")])
+    open(os.path.join(marker_dir, f"{pid}-{builds}"), "w").close()
+    return random_projection_predictor(seed)
+
+
+def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
+    markers = tmp_path / "builds"
+    markers.mkdir()
+    images = [jpeg((i * 10 % 256, 80, 160)) for i in range(48)]
+    df = spark.createDataFrame([(f"img{i}", data) for i, data in enumerate(images)], "path string, content binary")
+    udf = make_feature_udf(
+        functools.partial(_counting_factory, str(markers), 3), cache_key=f"count-{tmp_path.name}", batch_size=4
+    )
+    rows = df.repartition(12).select("path", udf("content").alias("r")).select("path", "r.features", "r.error").collect()
+    assert len(rows) == 48 and all(row.error is None for row in rows)
+    builds = sorted(os.listdir(markers))
+    pids = {name.split("-")[0] for name in builds}
+    assert len(builds) == len(pids), f"a worker built the model twice: {builds}"
+    assert len(builds) <= 2 < 12, "12 tasks on local[2] must share at most 2 builds"
+    expected = random_projection_predictor(3)
+    by_path = {row.path: np.array(row.features, dtype=np.float32) for row in rows}
+    pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)), dtype=np.float32) / 127.5 - 1
+    np.testing.assert_allclose(by_path["img5"], expected(pixels[None])[0], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,54 @@
+import pytest
+
+from fruits import weights as weights_module
+from fruits.weights import MissingWeightsError, resolve_weights
+
+
+@pytest.fixture
+def no_imagenet(monkeypatch):
+    """Simulate a machine without Keras' cache and without internet."""
+    def refuse(input_size):
+        raise MissingWeightsError("Keras could not find 'imagenet' weights (simulated: offline)")
+    monkeypatch.setattr(weights_module, "_keras_imagenet", refuse)
+    monkeypatch.delenv("FRUITS_WEIGHTS", raising=False)
+
+
+def test_random_weights_are_identical_for_the_same_seed():
+    first = resolve_weights("random", allow_random=False, seed=4)
+    second = resolve_weights("random", allow_random=False, seed=4)
+    assert first.is_random and first.sha256 == second.sha256
+    assert resolve_weights("random", allow_random=False, seed=5).sha256 != first.sha256
+
+
+def test_demo_falls_back_to_random_weights_and_says_so(no_imagenet):
+    resolved = resolve_weights(None, allow_random=True)
+    assert resolved.is_random and "RANDOM" in resolved.describe()
+
+
+def test_non_demo_without_weights_names_both_settings(no_imagenet):
+    with pytest.raises(MissingWeightsError, match="FRUITS_WEIGHTS.*'weights' parameter"):
+        resolve_weights(None, allow_random=False)
+
+
+def test_missing_file_from_the_environment_is_an_error(no_imagenet, monkeypatch, tmp_path):
+    monkeypatch.setenv("FRUITS_WEIGHTS", str(tmp_path / "missing.h5"))
+    with pytest.raises(MissingWeightsError, match="missing.h5.*FRUITS_WEIGHTS.*does not exist"):
+        resolve_weights(None, allow_random=True)
+
+
+def test_parameter_wins_over_the_environment(no_imagenet, monkeypatch, tmp_path):
+    monkeypatch.setenv("FRUITS_WEIGHTS", str(tmp_path / "missing.h5"))
+    assert resolve_weights("random", allow_random=False).is_random
+
+
+def test_a_file_that_is_not_weights_is_refused(tmp_path):
+    bogus = tmp_path / "bogus.h5"
+    bogus.write_bytes(b"not hdf5")
+    with pytest.raises(MissingWeightsError, match="could not be loaded"):
+        resolve_weights(str(bogus), allow_random=False)
+
+
+@pytest.mark.slow
+def test_real_weights_file_loads(real_weights):
+    resolved = resolve_weights(str(real_weights), allow_random=False)
+    assert not resolved.is_random and sum(a.size for a in resolved.arrays) == 2_257_984
