@@ -48,7 +48,7 @@ driver_memory = "4g"  # local Spark JVM heap
 from fruits import explore, plots
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
-from fruits.report import show_banners, show_figure, summary_table
+from fruits.report import show_banners, show_figure, show_table, summary_table
 
 prepared = prepare(RunParams.from_namespace(globals()))
 show_banners(prepared.banners)
@@ -101,7 +101,7 @@ show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
 # Every file that was given but not featurized, with the reason (first 50).
 
 # %%
-explore.rejected(spark, result.layout, limit=50)
+show_table(explore.rejected(spark, result.layout, limit=50), empty="No file was rejected.")
 
 # %% [markdown]
 # ## Timings

@@ -46,6 +46,14 @@ def build_keras_backbone(weights: str | None = None, *, input_size: int = INPUT_
     )
 
 
+def seed_keras(seed: int) -> None:
+    """Seed Keras' weight initialisers (random weights are then reproducible)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def keras_predictor(
     arrays: Sequence[np.ndarray], *, threads: int = 1, input_size: int = INPUT_SIZE
 ) -> Predict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import uuid
 
 from fruits import config
@@ -101,8 +100,6 @@ def prepare(params: RunParams) -> PreparedRun:
         layout=OutputLayout(output_dir),
         run_id=uuid.uuid4().hex[:12],
     )
-    for banner in prepared.banners:
-        print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     return prepared
 
 

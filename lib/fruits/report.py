@@ -10,6 +10,7 @@ import html
 import io
 import logging
 import os
+import re
 import tempfile
 from typing import Any, Mapping
 
@@ -17,15 +18,26 @@ from typing import Any, Mapping
 LOCAL_NOTEBOOK = "01-featurize-local.py"
 
 
+#: Start-up chatter of TensorFlow, absl and Hadoop that says nothing about the run;
+#: dropped from the HTML report only (the executed notebook keeps every line).
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 .*oneDNN custom operations"
+    r"|.*WARN NativeCodeLoader: Unable to load native-hadoop|Setting default log level to"
+    r"|To adjust logging level use sc.setLogLevel|WARNING: Using incubator modules"
+    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP)"
+)
+
+
 def show_banners(banners: list[str]) -> None:
-    """Display each warning as a red box at the top of the notebook/report."""
-    from IPython.display import HTML, display
+    """Display each warning as a red box; plain-text consoles (papermill's log) get ``WARNING:`` lines."""
+    from IPython.display import display
 
     for banner in banners:
-        display(HTML(
-            '<div style="border:3px solid #c0392b;background:#fdecea;padding:10px;'
-            f'font-weight:bold;font-size:1.1em">&#9888; {html.escape(banner)}</div>'
-        ))
+        display({
+            "text/plain": f"WARNING: {banner}",
+            "text/html": '<div style="border:3px solid #c0392b;background:#fdecea;padding:10px;'
+                         f'font-weight:bold;font-size:1.1em">&#9888; {html.escape(banner)}</div>',
+        }, raw=True)
 
 
 def show_figure(fig) -> None:
@@ -35,6 +47,13 @@ def show_figure(fig) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     display(Image(data=buffer.getvalue(), format="png"))
+
+
+def show_table(frame, *, empty: str) -> None:
+    """Display a table, or the sentence ``empty`` when it has no rows."""
+    from IPython.display import Markdown, display
+
+    display(frame if len(frame) else Markdown(f"*{empty}*"))
 
 
 def summary_table(manifest: Mapping[str, Any]):
@@ -106,12 +125,29 @@ def _literal(source: str) -> Any:
         return source
 
 
+def strip_noise(notebook) -> None:
+    """Remove :data:`NOISE` lines from stderr outputs, and outputs left empty."""
+    for cell in notebook.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in output["text"].splitlines(keepends=True) if not NOISE.match(line)]
+                if not "".join(lines).strip():
+                    continue
+                output["text"] = "".join(lines)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+
+
 def render_html(notebook_path: str, html_path: str) -> None:
     """Render an executed notebook to a self-contained HTML report without code cells."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    notebook = nbformat.read(notebook_path, as_version=4)
+    strip_noise(notebook)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    body, _ = exporter.from_notebook_node(notebook)
     with open(html_path, "w", encoding="utf-8") as handle:
         handle.write(body)

@@ -164,11 +164,9 @@ def _keras_imagenet(input_size: int) -> ResolvedWeights:
 
 
 def _random(seed: int, input_size: int) -> ResolvedWeights:
-    import keras
+    from fruits.models import build_keras_backbone, seed_keras
 
-    from fruits.models import build_keras_backbone
-
-    keras.utils.set_random_seed(seed)
+    seed_keras(seed)
     arrays = tuple(build_keras_backbone(None, input_size=input_size).get_weights())
     return ResolvedWeights(
         source=f"{RANDOM} (seed {seed})", is_random=True, sha256=fingerprint(arrays), arrays=arrays
