@@ -44,7 +44,7 @@ def test_failing_cell_exits_non_zero_with_cell_and_error(tmp_path):
 
 def _assert_report(report: Path, *, figures: int):
     html = report.read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") >= figures
+    assert html.count('src="data:image/png;base64,') >= figures
     assert "from fruits" not in html, "code cells must be hidden"
     return html
 
@@ -64,7 +64,7 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp
         assert (out / name).exists(), name
     html = _assert_report(out / "report.html", figures=5)
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
-    assert html.index("SYNTHETIC DEMO DATA") < html.index("data:image/png")
+    assert html.index("SYNTHETIC DEMO DATA") < html.index('src="data:image/png')
 
 
 @pytest.mark.slow

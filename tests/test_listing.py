@@ -25,15 +25,17 @@ def test_listing_sorts_images_from_everything_else(tmp_path):
     _touch(root / "Kiwi" / ".DS_Store")
     _touch(root / "Kiwi" / "_hidden.jpg")
     _touch(root / "README.txt")
+    _touch(root / "Kiwi" / "zero.jpg", b"")
     listing = list_inputs(str(root))
     labels = {image.path.rsplit("/", 1)[1]: image.label for image in listing.images}
     assert labels == {"a.jpg": "Kiwi", "b.JPEG": "Kiwi", "c.PnG": "Pomme d'été",
                       "d.jpg": "nested", "loose.jpg": UNLABELLED}
     reasons = {path.rsplit("/", 1)[1]: reason for path, reason in listing.skipped}
-    assert set(reasons) == {".DS_Store", "_hidden.jpg", "README.txt"}
+    assert set(reasons) == {".DS_Store", "_hidden.jpg", "README.txt", "zero.jpg"}
+    assert reasons["zero.jpg"] == "empty file (0 bytes)"
     assert reasons["README.txt"].startswith("not an image file name")
     assert reasons[".DS_Store"].startswith("hidden or system file")
-    assert listing.total == 8
+    assert listing.total == 9
     assert all(image.path.startswith(str(root)) for image in listing.images)
 
 
@@ -50,7 +52,7 @@ def test_empty_input_is_a_clear_error(tmp_path):
 
 def test_input_without_images_is_a_clear_error(tmp_path):
     _touch(tmp_path / "docs" / "notes.txt")
-    with pytest.raises(InputError, match="no images"):
+    with pytest.raises(InputError, match="no readable image"):
         list_inputs(str(tmp_path / "docs"))
 
 

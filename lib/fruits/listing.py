@@ -142,14 +142,17 @@ def _classify(root: str, fs, fs_root: str, entries: Iterable) -> Listing:
             skipped.append(
                 (item.path, f"not an image file name (expected {', '.join(IMAGE_EXTENSIONS)})")
             )
+        elif item.size == 0:
+            # Spark's file sources never hand 0-byte files to a task: record them here.
+            skipped.append((item.path, "empty file (0 bytes)"))
         else:
             images.append(item)
     if not images and not skipped:
         raise InputError(f"input_path {root!r} is empty: it holds no files")
     if not images:
         raise InputError(
-            f"input_path {root!r} holds {len(skipped)} file(s) but no images "
-            f"({', '.join(IMAGE_EXTENSIONS)}, any case)"
+            f"input_path {root!r} holds {len(skipped)} file(s) but no readable image "
+            f"({', '.join(IMAGE_EXTENSIONS)}, any case); first: {skipped[0][0]} ({skipped[0][1]})"
         )
     return Listing(root=root, images=tuple(images), skipped=tuple(skipped))
 
