@@ -40,7 +40,8 @@ sync-notebooks: env ## Regenerate the .ipynb files from their .py sources (jupyt
 environment.yml: pyproject.toml requirements/constraints.txt ## Regenerate environment.yml from the pinned dependencies
 	$(BIN)/python tools/sync_environment.py --write
 
-lock: env ## Re-pin requirements/constraints.txt from the current .venv
+lock: env ## Re-pin requirements/constraints.txt from .venv (with the lab extra installed)
+	$(PIP_INSTALL) -e ".[local,lab]"
 	$(BIN)/python tools/lock.py
 
 clean: ## Remove generated data, outputs and the environment

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fruits.engines import prepare_engine
 from fruits.featurize import featurize
 from fruits.listing import list_inputs
 from fruits.loading import read_images
@@ -27,14 +28,15 @@ def plain_keras_features(paths, weights_path):
     return model.predict(preprocess_input(batch), verbose=0)
 
 
-def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_path):
+@pytest.mark.parametrize("engine", ["keras", "onnx"])
+def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_path, engine):
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=4, per_class=6)
     listing = list_inputs(str(images))
     weights = resolve_weights(str(real_weights), allow_random=False)
     images_df, not_read = read_images(spark, listing)
     assert not_read == []
-    rows = featurize(images_df, weights, engine="keras", batch_size=5, threads_per_task=1,
-                     partitions=3).collect()
+    prepared = prepare_engine(engine, weights, input_size=224)
+    rows = featurize(images_df, prepared, batch_size=5, threads_per_task=1, partitions=3).collect()
     assert len(rows) == 24 and all(row.error is None for row in rows)
     paths = sorted(row.path for row in rows)
     by_path = {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}

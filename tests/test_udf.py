@@ -31,9 +31,7 @@ def test_each_row_gets_features_or_a_reason_in_order():
     assert result["features"][1] is None
     assert all(result["features"][i].shape == (1280,) for i in (0, 2, 4))
     assert calls == [2, 1]  # never more than batch_size images per network call
-    direct = model(np.stack([
-        (np.asarray(Image.open(io.BytesIO(jpeg((0, 255, 0)))).resize((224, 224))) / 127.5 - 1)
-    ]).astype(np.float32))[0]
+    direct = model(np.asarray(Image.open(io.BytesIO(jpeg((0, 255, 0)))).resize((224, 224)))[None])[0]
     np.testing.assert_allclose(result["features"][2], direct, rtol=1e-5, atol=1e-5)
 
 
@@ -61,5 +59,5 @@ def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
     assert len(builds) <= 2 < 12, "12 tasks on local[2] must share at most 2 builds"
     expected = random_projection_predictor(3)
     by_path = {row.path: np.array(row.features, dtype=np.float32) for row in rows}
-    pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)), dtype=np.float32) / 127.5 - 1
+    pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)))
     np.testing.assert_allclose(by_path["img5"], expected(pixels[None])[0], rtol=1e-5, atol=1e-5)

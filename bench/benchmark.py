@@ -1,0 +1,316 @@
+"""Featurization benchmark: the study's pattern against every engine the project offers.
+
+One run, on N real images (default 2,000 spread evenly over the classes of
+``Test/``), measures in separate processes, so that one mode's imports (TensorFlow
+slows ONNX Runtime in the same process) cannot skew another:
+
+(a) ``study``: the original notebook's pattern (:mod:`study_pattern`), the baseline;
+(b) ``default``: the project's default path (ONNX Runtime, 224x224);
+(c) the other modes: ``keras`` (the reference engine), ``tflite`` (int8 phone model),
+    ``onnx-100`` (native 100x100 input), ``default-arrow10000`` (huge Arrow batches,
+    to show memory stays bounded), and with ``--scaling`` ``default-local1``;
+(d) ``ceiling-*``: the same engine in one process without Spark, all cores.
+
+It prints images/s, the ratio of each mode to (a) and to the ceiling of its engine,
+and the peak RSS of the Python workers, and writes ``benchmark.json`` and
+``benchmark.md``. Quote ratios, not absolute times: the machine is shared and noisy.
+
+    python bench/benchmark.py                    # 2,000 images
+    python bench/benchmark.py --all --scaling    # the whole split, local[1] vs local[2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SPARK_MODES = {
+    # mode: (engine, image_size, master, arrow batch)
+    "default": ("onnx", 224, "local[2]", None),
+    "keras": ("keras", 224, "local[2]", None),
+    "tflite": ("tflite", 224, "local[2]", None),
+    "onnx-100": ("onnx", 100, "local[2]", None),
+    "default-arrow10000": ("onnx", 224, "local[2]", 10000),
+    "default-local1": ("onnx", 224, "local[1]", None),
+}
+CEILINGS = {"ceiling-onnx": ("onnx", 224), "ceiling-keras": ("keras", 224),
+            "ceiling-tflite": ("tflite", 224), "ceiling-onnx-100": ("onnx", 100)}
+CEILING_OF = {"default": "ceiling-onnx", "keras": "ceiling-keras", "tflite": "ceiling-tflite",
+              "onnx-100": "ceiling-onnx-100", "default-arrow10000": "ceiling-onnx",
+              "default-local1": "ceiling-onnx"}
+M5_XLARGE_USD_PER_HOUR = 0.224  # on-demand, eu-west-3, as quoted by the study
+
+
+class PeakMemory:
+    """Polls the RSS of matching processes in a thread; keeps the largest single one."""
+
+    def __init__(self, match) -> None:
+        self.match, self.peak, self._stop = match, 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            for process in psutil.process_iter(["cmdline", "memory_info", "pid"]):
+                try:
+                    if self.match(process.info) and process.info["memory_info"]:
+                        self.peak = max(self.peak, process.info["memory_info"].rss)
+                except (psutil.Error, TypeError):
+                    continue
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def is_python_worker(info) -> bool:
+    return "pyspark.daemon" in " ".join(info.get("cmdline") or [])
+
+
+def select_images(source: Path, target: Path, count: int | None) -> int:
+    """Copy ``count`` images (all if None), spread evenly over classes and within each class."""
+    classes = sorted(p for p in source.iterdir() if p.is_dir())
+    files = {c: sorted(c.iterdir()) for c in classes}
+    total = sum(len(v) for v in files.values())
+    count = total if count is None else min(count, total)
+    chosen = []
+    quota, extra = divmod(count, len(classes))
+    for index, folder in enumerate(classes):
+        want = min(len(files[folder]), quota + (1 if index < extra else 0))
+        step = len(files[folder]) / max(want, 1)
+        chosen += [files[folder][int(i * step)] for i in range(want)]
+    for path in chosen:
+        destination = target / path.parent.name / path.name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+    return len(chosen)
+
+
+def prepare_payloads(scratch: str, weights: str, tflite: str | None, modes: list[str]) -> None:
+    """Convert/load every engine once, in its own process, and save what workers receive.
+
+    Mode processes then read these files and never import TensorFlow unless their
+    engine is Keras, as on a real executor.
+    """
+    import numpy as np
+
+    from fruits.engines import prepare_engine
+    from fruits.weights import resolve_tflite, resolve_weights
+
+    needed = {engine_of(mode) for mode in modes}
+    resolved = resolve_weights(weights, allow_random=False)
+    np.savez(os.path.join(scratch, "keras-weights.npz"), *resolved.arrays)
+    for engine_name, size in needed:
+        if engine_name == "onnx":
+            graph = prepare_engine("onnx", resolved, input_size=size).payload
+            Path(scratch, f"onnx-{size}.onnx").write_bytes(graph)
+        elif engine_name == "tflite":
+            Path(scratch, "model.tflite").write_bytes(resolve_tflite(tflite).model_bytes)
+
+
+def engine_of(mode: str) -> tuple[str, int]:
+    if mode == "study":
+        return "keras", 224
+    return CEILINGS[mode] if mode in CEILINGS else SPARK_MODES[mode][:2]
+
+
+def load_engine(mode: str, scratch: str):
+    """The prepared engine of ``mode``, from the files :func:`prepare_payloads` wrote."""
+    import hashlib
+
+    import numpy as np
+
+    from fruits.engines import PreparedEngine
+
+    engine_name, size = engine_of(mode)
+    if engine_name == "keras":
+        with np.load(os.path.join(scratch, "keras-weights.npz")) as saved:
+            payload = tuple(saved[f"arr_{i}"] for i in range(len(saved.files)))
+        digest = "keras-" + hashlib.sha256(b"".join(a.tobytes() for a in payload)).hexdigest()
+    else:
+        name = f"onnx-{size}.onnx" if engine_name == "onnx" else "model.tflite"
+        payload = Path(scratch, name).read_bytes()
+        digest = hashlib.sha256(payload).hexdigest()
+    return PreparedEngine(engine_name, size, digest, payload)
+
+
+def child(mode: str, input_dir: str, scratch: str, result_path: str) -> None:
+    """Run one mode in this process and write its figures as JSON."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fruits.listing import list_inputs
+
+    listing = list_inputs(input_dir)
+    engine = load_engine(mode, scratch)
+    figures = run_ceiling(listing, engine) if mode in CEILINGS else run_spark_mode(mode, listing, engine)
+    figures["mode"] = mode
+    Path(result_path).write_text(json.dumps(figures))
+
+
+def run_spark_mode(mode, listing, engine) -> dict:
+    from fruits.featurize import choose_partitions, featurize
+    from fruits.loading import read_images
+    from fruits.session import local_spark
+
+    master, arrow = ("local[2]", None) if mode == "study" else SPARK_MODES[mode][2:]
+    spark = local_spark(master, app_name=f"bench-{mode}")
+    if arrow:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow))
+    if mode == "study":
+        sys.path.insert(0, str(HERE))
+        import study_pattern
+        from pyspark import cloudpickle
+        from pyspark.sql.functions import element_at, split
+
+        cloudpickle.register_pickle_by_value(study_pattern)
+        images = (spark.read.format("binaryFile").option("pathGlobFilter", "*.jpg")
+                  .option("recursiveFileLookup", "true").load(listing.root))
+        images = images.withColumn("label", element_at(split(images["path"], "/"), -2))
+        frame = study_pattern.run(spark, images, engine.payload)
+    else:
+        images, _ = read_images(spark, listing)
+        partitions = choose_partitions(spark, len(listing.images), None)
+        frame = featurize(images, engine, batch_size=32, threads_per_task=1, partitions=partitions)
+    with PeakMemory(is_python_worker) as memory:
+        start = time.perf_counter()
+        frame.write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - start
+    spark.stop()
+    return {"images": len(listing.images), "seconds": seconds, "master": master,
+            "worker_peak_rss_mb": memory.peak / 2**20}
+
+
+def run_ceiling(listing, engine) -> dict:
+    import numpy as np
+
+    from fruits.engines import build_predictor
+    from fruits.preprocess import decode_and_resize
+
+    size = engine.input_size
+    cores = os.cpu_count() or 1
+    own_pid = os.getpid()
+    with PeakMemory(lambda info: info.get("pid") == own_pid) as memory:
+        predict = build_predictor(engine.name, engine.payload, threads=cores, input_size=size)
+        start = time.perf_counter()
+        paths = [image.path for image in listing.images]
+        for offset in range(0, len(paths), 32):
+            batch = []
+            for path in paths[offset:offset + 32]:
+                with open(path, "rb") as handle:
+                    batch.append(decode_and_resize(handle.read(), size))
+            predict(np.stack(batch))
+        seconds = time.perf_counter() - start
+    return {"images": len(paths), "seconds": seconds, "master": f"1 process, {cores} threads",
+            "worker_peak_rss_mb": memory.peak / 2**20}
+
+
+def sizing_table(per_vcpu: float, baseline_per_vcpu: float) -> str:
+    """EMR cost of featurizing 100k/1M/10M images on the study's cluster shape (m5.xlarge)."""
+    workers, vcpus = 3, 4  # 2 core + 1 task nodes, 4 vCPU each; plus 1 primary that only drives
+    lines = ["| images | path | cluster | hours | cost (USD, EC2 on-demand, no EMR surcharge) |",
+             "|---|---|---|---|---|"]
+    for images in (100_000, 1_000_000, 10_000_000):
+        for name, rate in (("default (onnx)", per_vcpu), ("study pattern", baseline_per_vcpu)):
+            hours = images / (rate * workers * vcpus) / 3600
+            cost = hours * (workers + 1) * M5_XLARGE_USD_PER_HOUR
+            lines.append(f"| {images:,} | {name} | 1 primary + 3 workers m5.xlarge | {hours:.2f} | {cost:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--all", action="store_true", help="the whole Test split")
+    parser.add_argument("--data", default=os.path.join(os.environ.get("FRUITS_TEST_IMAGES", ""), "Test"))
+    parser.add_argument("--weights", default=os.environ.get("FRUITS_WEIGHTS"))
+    parser.add_argument("--tflite", default=os.environ.get("FRUITS_TFLITE_MODEL"))
+    parser.add_argument("--scaling", action="store_true", help="add the default path on local[1]")
+    parser.add_argument("--modes", nargs="*", help="subset of modes to run")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "prepare":
+        prepare_payloads(args.input, args.weights, args.tflite, args.modes)
+        return 0
+    if args.child:
+        child(args.child, args.input, args.scratch, args.result)
+        return 0
+    if not args.weights or not os.path.isfile(args.weights) or not os.path.isdir(args.data):
+        parser.error("needs --weights (or FRUITS_WEIGHTS) and --data (or FRUITS_TEST_IMAGES with Test/)")
+    modes = args.modes or (["study", "default", "keras", "onnx-100", "default-arrow10000"]
+                           + (["tflite"] if args.tflite else [])
+                           + (["default-local1"] if args.scaling else [])
+                           + ["ceiling-onnx", "ceiling-keras", "ceiling-onnx-100"]
+                           + (["ceiling-tflite"] if args.tflite else []))
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="fruits-bench-") as scratch:
+        count = select_images(Path(args.data), Path(scratch) / "Test", None if args.all else args.images)
+        print(f"{count} images from {args.data}; modes: {', '.join(modes)}", flush=True)
+        prepare = [sys.executable, __file__, "--child", "prepare", "--input", scratch,
+                   "--weights", args.weights, "--modes", *modes] + (["--tflite", args.tflite] if args.tflite else [])
+        subprocess.run(prepare, check=True, capture_output=True)
+        for mode in modes:
+            result_path = os.path.join(scratch, f"{mode}.json")
+            command = [sys.executable, __file__, "--child", mode, "--input", str(Path(scratch) / "Test"),
+                       "--scratch", scratch, "--result", result_path]
+            completed = subprocess.run(command, capture_output=True, text=True)
+            if completed.returncode != 0:
+                print(f"{mode}: FAILED\n{completed.stderr[-3000:]}", file=sys.stderr)
+                continue
+            results[mode] = json.loads(Path(result_path).read_text())
+            figures = results[mode]
+            figures["images_per_second"] = figures["images"] / figures["seconds"]
+            print(f"{mode:>20}: {figures['images_per_second']:7.1f} images/s, "
+                  f"peak {figures['worker_peak_rss_mb']:.0f} MB", flush=True)
+    report(results, args.out, count)
+    return 0
+
+
+def report(results: dict, out: str, count: int) -> None:
+    baseline = results.get("study", {}).get("images_per_second")
+    rows = ["| mode | where | images/s | x study | x ceiling of its engine | peak Python worker RSS (MB) |",
+            "|---|---|---|---|---|---|"]
+    for mode, figures in results.items():
+        rate = figures["images_per_second"]
+        ceiling = results.get(CEILING_OF.get(mode, ""), {}).get("images_per_second")
+        figures["x_study"] = rate / baseline if baseline else None
+        figures["x_ceiling"] = rate / ceiling if ceiling else None
+        cells = [mode, figures["master"], f"{rate:.1f}",
+                 f"{figures['x_study']:.2f}" if figures["x_study"] else "-",
+                 f"{figures['x_ceiling']:.2f}" if figures["x_ceiling"] else "-",
+                 f"{figures['worker_peak_rss_mb']:.0f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(rows)
+    text = f"Featurization of {count} real Fruits-360 Test images, {os.cpu_count()} cores.\n\n{table}\n"
+    if baseline and "default" in results:
+        vcpus = os.cpu_count() or 1
+        text += "\n" + sizing_table(results["default"]["images_per_second"] / vcpus, baseline / vcpus) + "\n"
+    if "default-local1" in results and "default" in results:
+        text += (f"\nScaling: local[1] {results['default-local1']['images_per_second']:.1f} images/s, "
+                 f"local[2] {results['default']['images_per_second']:.1f} images/s "
+                 f"({results['default']['images_per_second'] / results['default-local1']['images_per_second']:.2f}x).\n")
+    os.makedirs(out, exist_ok=True)
+    Path(out, "benchmark.md").write_text(text)
+    Path(out, "benchmark.json").write_text(json.dumps({"images": count, "cores": os.cpu_count(),
+                                                        "results": results}, indent=2))
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Featurization engines: what the driver prepares and ships, what a worker builds from it.
+
+=========  ==============================================  =====================================
+engine     shipped to workers                              features
+=========  ==============================================  =====================================
+``onnx``   ONNX graph converted from the Keras model       equal to Keras (relative diff < 1e-4)
+           (default: fastest exact engine)
+``keras``  the Keras weights arrays                        the reference
+``tflite`` the int8 ``.tflite`` file a phone app ships     close to, not equal to, Keras
+=========  ==============================================  =====================================
+
+The driver does the heavy, one-off work (loading weights, converting to ONNX, cached
+on disk by weights fingerprint); workers receive bytes or arrays through a broadcast
+and build a predictor once per Python worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+
+from fruits import config
+from fruits.models import Predict, keras_predictor, keras_to_onnx, onnx_predictor, tflite_predictor
+from fruits.weights import ResolvedWeights
+
+ONNX_CACHE_VERSION = "opset17-uint8-v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedEngine:
+    """An engine ready to broadcast: its name, input size, payload and identity."""
+
+    name: str
+    input_size: int
+    sha256: str
+    payload: object = dataclasses.field(repr=False, compare=False)
+
+    def cache_key(self, threads: int) -> str:
+        """Identity of the predictor a worker builds (see :func:`fruits.udf.cached_predictor`)."""
+        return f"{self.name}:{self.sha256}:{self.input_size}:{threads}"
+
+
+def prepare_engine(name: str, weights: ResolvedWeights, *, input_size: int) -> PreparedEngine:
+    """Turn resolved weights into what workers need for ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``"onnx"``, ``"keras"`` or ``"tflite"``.
+    weights : ResolvedWeights
+        Keras arrays for ``onnx``/``keras``; the ``.tflite`` bytes for ``tflite``.
+    input_size : int
+        Side of the square network input.
+    """
+    if name == "keras":
+        return PreparedEngine(name, input_size, weights.sha256, tuple(weights.arrays))
+    if name == "onnx":
+        graph = cached_onnx(weights, input_size=input_size)
+        return PreparedEngine(name, input_size, hashlib.sha256(graph).hexdigest(), graph)
+    if name == "tflite":
+        return PreparedEngine(name, input_size, weights.sha256, weights.model_bytes)
+    raise ValueError(f"engine must be one of onnx, keras, tflite, got {name!r}")
+
+
+def cached_onnx(weights: ResolvedWeights, *, input_size: int) -> bytes:
+    """The ONNX graph for these weights, converted once and kept in the cache folder."""
+    folder = config.cache_dir() / "onnx"
+    path = folder / f"mobilenet_v2-{weights.sha256[:24]}-{input_size}-{ONNX_CACHE_VERSION}.onnx"
+    if path.is_file():
+        return path.read_bytes()
+    graph = keras_to_onnx(weights.arrays, input_size=input_size)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
+            handle.write(graph)
+        os.replace(handle.name, path)
+    except OSError:
+        pass  # a read-only home only costs a conversion next time
+    return graph
+
+
+def build_predictor(name: str, payload, *, threads: int, input_size: int) -> Predict:
+    """Worker side: build the predictor for ``name`` from the broadcast payload."""
+    if name == "keras":
+        return keras_predictor(payload, threads=threads, input_size=input_size)
+    if name == "onnx":
+        return onnx_predictor(payload, threads=threads)
+    if name == "tflite":
+        return tflite_predictor(payload, threads=threads)
+    raise ValueError(f"engine must be one of onnx, keras, tflite, got {name!r}")
