@@ -13,7 +13,9 @@ slows ONNX Runtime in the same process) cannot skew another:
 
 It prints images/s, the ratio of each mode to (a) and to the ceiling of its engine,
 and the peak RSS of the Python workers, and writes ``benchmark.json`` and
-``benchmark.md``. Quote ratios, not absolute times: the machine is shared and noisy.
+``benchmark.md``. Quote ratios, not absolute times: the machine is shared and noisy
+(the same mode measured 107 and 142 images/s a minute apart), so the modes run in
+``--repeat`` interleaved rounds and each keeps its best round.
 
     python bench/benchmark.py                    # 2,000 images
     python bench/benchmark.py --all --scaling    # the whole split, local[1] vs local[2]
@@ -119,7 +121,8 @@ def prepare_payloads(scratch: str, weights: str, tflite: str | None, modes: list
             graph = prepare_engine("onnx", resolved, input_size=size).payload
             Path(scratch, f"onnx-{size}.onnx").write_bytes(graph)
         elif engine_name == "tflite":
-            Path(scratch, "model.tflite").write_bytes(resolve_tflite(tflite).model_bytes)
+            graph = prepare_engine("tflite", resolve_tflite(tflite), input_size=size).payload
+            Path(scratch, "model.tflite").write_bytes(graph)
 
 
 def engine_of(mode: str) -> tuple[str, int]:
@@ -239,6 +242,7 @@ def main() -> int:
     parser.add_argument("--tflite", default=os.environ.get("FRUITS_TFLITE_MODEL"))
     parser.add_argument("--scaling", action="store_true", help="add the default path on local[1]")
     parser.add_argument("--modes", nargs="*", help="subset of modes to run")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; each mode keeps its best round")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -265,21 +269,34 @@ def main() -> int:
         prepare = [sys.executable, __file__, "--child", "prepare", "--input", scratch,
                    "--weights", args.weights, "--modes", *modes] + (["--tflite", args.tflite] if args.tflite else [])
         subprocess.run(prepare, check=True, capture_output=True)
-        for mode in modes:
-            result_path = os.path.join(scratch, f"{mode}.json")
-            command = [sys.executable, __file__, "--child", mode, "--input", str(Path(scratch) / "Test"),
-                       "--scratch", scratch, "--result", result_path]
-            completed = subprocess.run(command, capture_output=True, text=True)
-            if completed.returncode != 0:
-                print(f"{mode}: FAILED\n{completed.stderr[-3000:]}", file=sys.stderr)
-                continue
-            results[mode] = json.loads(Path(result_path).read_text())
-            figures = results[mode]
-            figures["images_per_second"] = figures["images"] / figures["seconds"]
-            print(f"{mode:>20}: {figures['images_per_second']:7.1f} images/s, "
-                  f"peak {figures['worker_peak_rss_mb']:.0f} MB", flush=True)
+        for repeat in range(args.repeat):
+            for mode in modes:  # rounds interleave the modes, so slow spells hit all of them
+                figures = run_child(mode, scratch)
+                if figures is None:
+                    continue
+                best = results.get(mode)
+                rates = (best or {}).get("all_images_per_second", []) + [figures["images_per_second"]]
+                if best is None or figures["images_per_second"] > best["images_per_second"]:
+                    results[mode] = figures
+                results[mode]["all_images_per_second"] = rates
+                print(f"{mode:>20}: {figures['images_per_second']:7.1f} images/s, "
+                      f"peak {figures['worker_peak_rss_mb']:.0f} MB (round {repeat + 1})", flush=True)
     report(results, args.out, count)
     return 0
+
+
+def run_child(mode: str, scratch: str) -> dict | None:
+    """Run ``mode`` in a fresh process; its figures, or None (with the error printed) if it failed."""
+    result_path = os.path.join(scratch, f"{mode}.json")
+    command = [sys.executable, __file__, "--child", mode, "--input", str(Path(scratch) / "Test"),
+               "--scratch", scratch, "--result", result_path]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        print(f"{mode}: FAILED\n{completed.stderr[-3000:]}", file=sys.stderr)
+        return None
+    figures = json.loads(Path(result_path).read_text())
+    figures["images_per_second"] = figures["images"] / figures["seconds"]
+    return figures
 
 
 def report(results: dict, out: str, count: int) -> None:
@@ -297,7 +314,8 @@ def report(results: dict, out: str, count: int) -> None:
                  f"{figures['worker_peak_rss_mb']:.0f}"]
         rows.append("| " + " | ".join(cells) + " |")
     table = "\n".join(rows)
-    text = f"Featurization of {count} real Fruits-360 Test images, {os.cpu_count()} cores.\n\n{table}\n"
+    text = (f"Featurization of {count} real Fruits-360 Test images, {os.cpu_count()} cores, "
+            f"best of {max(len(f.get('all_images_per_second', [1])) for f in results.values())} rounds.\n\n{table}\n")
     if baseline and "default" in results:
         vcpus = os.cpu_count() or 1
         text += "\n" + sizing_table(results["default"]["images_per_second"] / vcpus, baseline / vcpus) + "\n"

@@ -38,6 +38,12 @@ def real_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_tflite() -> Path:
+    """Path of the int8 MobileNetV2 ``.tflite`` model."""
+    return _required_location("FRUITS_TFLITE_MODEL", "the int8 TFLite MobileNetV2 needed")
+
+
+@pytest.fixture(scope="session")
 def real_images() -> Path:
     """The Fruits-360 folder holding ``Test/`` (and ``Training-sample/``)."""
     root = _required_location("FRUITS_TEST_IMAGES", "real Fruits-360 images needed")

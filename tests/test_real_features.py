@@ -7,7 +7,7 @@ from fruits.engines import prepare_engine
 from fruits.featurize import featurize
 from fruits.listing import list_inputs
 from fruits.loading import read_images
-from fruits.weights import resolve_weights
+from fruits.weights import resolve_tflite, resolve_weights
 from tests.conftest import copy_slice
 
 pytestmark = pytest.mark.slow
@@ -45,3 +45,42 @@ def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_
     relative = np.abs(spark_features - reference).max(axis=1) / np.abs(reference).max(axis=1)
     assert relative.max() <= 1e-4, f"largest relative difference {relative.max():.2e}"
     assert {row.label for row in rows} == {p.name for p in images.iterdir()}
+
+
+def _spark_features(spark, images_dir, engine):
+    images_df, _ = read_images(spark, list_inputs(str(images_dir)))
+    rows = featurize(images_df, engine, batch_size=4, threads_per_task=1, partitions=2).collect()
+    assert all(row.error is None for row in rows)
+    return {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}
+
+
+def test_tflite_engine_reads_the_pooled_features_of_the_int8_model(spark, real_images, real_tflite,
+                                                                   real_weights, tmp_path):
+    """Same values as the graph's own pooled tensor; close in direction to Keras' features."""
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    images = copy_slice(real_images / "Test", tmp_path / "Test", classes=3, per_class=4)
+    tflite = prepare_engine("tflite", resolve_tflite(str(real_tflite)), input_size=224)
+    features = _spark_features(spark, images, tflite)
+    path = sorted(features)[0]
+    reference = Interpreter(model_path=str(real_tflite), experimental_preserve_all_tensors=True)
+    reference.allocate_tensors()
+    pooled = next(d for d in reference.get_tensor_details() if "AvgPool" in d["name"])
+    pixels = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC))
+    reference.set_tensor(reference.get_input_details()[0]["index"], pixels[None])
+    reference.invoke()
+    scale, zero = pooled["quantization"]
+    expected = (reference.get_tensor(pooled["index"]).reshape(-1).astype(np.float32) - zero) * scale
+    np.testing.assert_allclose(features[path], expected, rtol=0, atol=1e-6)
+    keras = _spark_features(spark, images, prepare_engine("keras", resolve_weights(str(real_weights),
+                                                          allow_random=False), input_size=224))
+    cosine = [float(a @ keras[p] / np.linalg.norm(a) / np.linalg.norm(keras[p])) for p, a in features.items()]
+    assert min(cosine) > 0.7, f"int8 features should point the same way as Keras': {cosine}"
+
+
+def test_native_size_engine_gives_1280_features(spark, real_images, real_weights, tmp_path):
+    images = copy_slice(real_images / "Test", tmp_path / "Test", classes=2, per_class=3)
+    engine = prepare_engine("onnx", resolve_weights(str(real_weights), allow_random=False), input_size=100)
+    features = _spark_features(spark, images, engine)
+    assert len(features) == 6 and {f.shape for f in features.values()} == {(1280,)}

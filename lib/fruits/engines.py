@@ -22,7 +22,9 @@ import os
 import tempfile
 
 from fruits import config
-from fruits.models import Predict, keras_predictor, keras_to_onnx, onnx_predictor, tflite_predictor
+from fruits.models import (
+    Predict, keras_predictor, keras_to_onnx, onnx_predictor, tflite_feature_model, tflite_predictor,
+)
 from fruits.weights import ResolvedWeights
 
 ONNX_CACHE_VERSION = "opset17-uint8-v1"
@@ -60,7 +62,8 @@ def prepare_engine(name: str, weights: ResolvedWeights, *, input_size: int) -> P
         graph = cached_onnx(weights, input_size=input_size)
         return PreparedEngine(name, input_size, hashlib.sha256(graph).hexdigest(), graph)
     if name == "tflite":
-        return PreparedEngine(name, input_size, weights.sha256, weights.model_bytes)
+        graph = tflite_feature_model(weights.model_bytes)
+        return PreparedEngine(name, input_size, hashlib.sha256(graph).hexdigest(), graph)
     raise ValueError(f"engine must be one of onnx, keras, tflite, got {name!r}")
 
 

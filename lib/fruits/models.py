@@ -135,36 +135,52 @@ def onnx_predictor(model_bytes: bytes, *, threads: int = 1) -> Predict:
     return predict
 
 
-def find_feature_tensor(tensor_details: Sequence[dict]) -> dict:
-    """The pooled 1280-wide tensor of a MobileNetV2 TFLite graph (``.../AvgPool`` or ``GlobalPool``)."""
-    for detail in tensor_details:
-        shape = tuple(int(v) for v in detail["shape"])
-        if shape[-1] == FEATURE_DIM and int(np.prod(shape)) == FEATURE_DIM and "pool" in detail["name"].lower():
-            return detail
+def is_feature_tensor(name: str, shape: Sequence[int]) -> bool:
+    """True for MobileNetV2's pooled 1280-wide tensor (``.../AvgPool`` or ``.../GlobalPool/...``)."""
+    shape = [int(v) for v in shape]
+    return bool(shape) and shape[-1] == FEATURE_DIM and int(np.prod(shape)) == FEATURE_DIM \
+        and "pool" in name.lower()
+
+
+def tflite_feature_model(model_bytes: bytes) -> bytes:
+    """Rewrite a MobileNetV2 ``.tflite`` graph so its output is the pooled features (driver side).
+
+    The pooled tensor is an intermediate one; reading it from the original graph
+    needs ``experimental_preserve_all_tensors``, which keeps XNNPACK from fusing and
+    halves the speed. Declaring it the graph's output gives the same values at full
+    speed (measured: identical bytes, 113 instead of about 65 images/s per thread).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    graph = model.subgraphs[0]
+    for index, tensor in enumerate(graph.tensors):
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        if is_feature_tensor(name, tensor.shape):
+            graph.outputs = np.array([index], dtype=np.int32)
+            return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     raise ValueError("no pooled 1280-wide tensor (AvgPool/GlobalPool) in this TFLite model")
 
 
 def tflite_predictor(model_bytes: bytes, *, threads: int = 1) -> Predict:
-    """The int8 TFLite MobileNetV2 (what a phone app runs), read at its pooled features.
+    """The int8 TFLite MobileNetV2 (what a phone app runs), with LiteRT rather than TensorFlow.
 
-    Uses LiteRT (``ai_edge_litert``), not TensorFlow. The pooled tensor is an
-    intermediate one, so the interpreter keeps all tensors; its values are
-    dequantized to float32.
+    ``model_bytes`` come from :func:`tflite_feature_model`: the graph's output is the
+    pooled tensor, dequantized here to float32. The graph takes one uint8 image at a time.
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(
-        model_content=model_bytes, num_threads=threads, experimental_preserve_all_tensors=True
-    )
+    interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
     interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]
-    target = find_feature_tensor(interpreter.get_tensor_details())
+    source = interpreter.get_input_details()[0]["index"]
+    target = interpreter.get_output_details()[0]
     scale, zero_point = target["quantization"]
 
     def predict(pixels: np.ndarray) -> np.ndarray:
         output = np.empty((len(pixels), FEATURE_DIM), dtype=np.float32)
         for row, image in enumerate(pixels):
-            interpreter.set_tensor(source["index"], image[None])
+            interpreter.set_tensor(source, image[None])
             interpreter.invoke()
             raw = interpreter.get_tensor(target["index"]).reshape(FEATURE_DIM)
             output[row] = (raw.astype(np.float32) - zero_point) * scale if scale else raw
