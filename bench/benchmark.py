@@ -80,7 +80,8 @@ class PeakMemory:
 
 
 def is_python_worker(info) -> bool:
-    return "pyspark.daemon" in " ".join(info.get("cmdline") or [])
+    command = " ".join(info.get("cmdline") or [])
+    return "pyspark.daemon" in command or "fruits.worker_daemon" in command
 
 
 def select_images(source: Path, target: Path, count: int | None) -> int:
@@ -184,7 +185,7 @@ def run_spark_mode(mode, listing, engine) -> dict:
         images = images.withColumn("label", element_at(split(images["path"], "/"), -2))
         frame = study_pattern.run(spark, images, engine.payload)
     else:
-        images, _ = read_images(spark, listing)
+        images, _ = read_images(spark, listing.root, listing.images)
         partitions = choose_partitions(spark, len(listing.images), None)
         frame = featurize(images, engine, batch_size=32, threads_per_task=1, partitions=partitions)
     with PeakMemory(is_python_worker) as memory:

@@ -33,7 +33,7 @@ def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=4, per_class=6)
     listing = list_inputs(str(images))
     weights = resolve_weights(str(real_weights), allow_random=False)
-    images_df, not_read = read_images(spark, listing)
+    images_df, not_read = read_images(spark, listing.root, listing.images)
     assert not_read == []
     prepared = prepare_engine(engine, weights, input_size=224)
     rows = featurize(images_df, prepared, batch_size=5, threads_per_task=1, partitions=3).collect()
@@ -48,7 +48,8 @@ def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_
 
 
 def _spark_features(spark, images_dir, engine):
-    images_df, _ = read_images(spark, list_inputs(str(images_dir)))
+    listing = list_inputs(str(images_dir))
+    images_df, _ = read_images(spark, listing.root, listing.images)
     rows = featurize(images_df, engine, batch_size=4, threads_per_task=1, partitions=2).collect()
     assert all(row.error is None for row in rows)
     return {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}

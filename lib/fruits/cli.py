@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from typing import Any, Sequence
@@ -52,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="notebook parameter, e.g. -p k 50 -p weights model.h5 (repeatable)")
     run.add_argument("--notebook", default=None, help="percent-format notebook to execute")
     run.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
+    tunnel = commands.add_parser("tunnel", help="SSH tunnel to JupyterHub on the EMR primary node")
+    tunnel.add_argument("--key", required=True, help="EC2 key pair's private key (.pem), chmod 400")
+    tunnel.add_argument("--host", required=True, help="primary node's public DNS name")
+    tunnel.add_argument("--port", type=int, default=9443, help="local port (default 9443)")
+    tunnel.add_argument("--dry-run", action="store_true", help="print the ssh command, do not run it")
     return parser
 
 
@@ -61,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command == "run":
         return run_command(args)
+    if args.command == "tunnel":
+        return tunnel_command_line(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
@@ -126,6 +135,21 @@ def run_command(args) -> int:
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     print(f"Report: {layout.report}", flush=True)
     return EXIT_OK
+
+
+def tunnel_command_line(args) -> int:
+    from fruits.tunnel import tunnel_command
+
+    try:
+        command = tunnel_command(args.key, args.host, local_port=args.port)
+    except (PermissionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(" ".join(shlex.quote(part) for part in command))
+    print(f"Then open https://localhost:{args.port} (JupyterHub's certificate is self-signed).")
+    if args.dry_run:
+        return EXIT_OK
+    return subprocess.call(command)
 
 
 def _banners(layout: OutputLayout) -> list[str]:

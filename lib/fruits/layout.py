@@ -45,6 +45,14 @@ class OutputLayout:
         return self._join("rejected")
 
     @property
+    def inventory(self) -> str:
+        """Parquet: ``path``, ``size``, ``modified`` of every image the run accounted for.
+
+        Incremental runs compare the input with it to featurize only new or changed images.
+        """
+        return self._join("inventory")
+
+    @property
     def manifest(self) -> str:
         """JSON: parameters, versions, counts, variance, timings."""
         return self._join("manifest.json")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-from fruits.listing import Listing
+from typing import Sequence
+
+from fruits.listing import InputFile
 
 #: Glob for ``pathGlobFilter``: the image extensions in any case.
 IMAGE_GLOB = "*.{[jJ][pP][gG],[jJ][pP][eE][gG],[pP][nN][gG]}"
@@ -38,14 +40,16 @@ def match_key(path: str) -> str:
     return _LOCAL_SCHEME.sub("", path) if path.startswith("file:") else path
 
 
-def read_images(spark, listing: Listing):
-    """Load the listing's images as ``path``, ``label``, ``content`` rows.
+def read_images(spark, root: str, wanted: Sequence[InputFile]):
+    """Load the ``wanted`` images under ``root`` as ``path``, ``label``, ``content`` rows.
 
     Parameters
     ----------
     spark : pyspark.sql.SparkSession
-    listing : Listing
-        The driver's listing of the same root.
+    root : str
+        The input folder, as listed.
+    wanted : sequence of InputFile
+        The images to read (all of the listing's, or the new ones of an incremental run).
 
     Returns
     -------
@@ -59,11 +63,11 @@ def read_images(spark, listing: Listing):
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", IMAGE_GLOB)
-        .load(spark_location(listing.root))
+        .load(spark_location(root))
         .withColumn("key", F.regexp_replace("path", _LOCAL_SCHEME.pattern, ""))
     )
     labels = spark.createDataFrame(
-        [(match_key(image.path), image.path, image.label) for image in listing.images],
+        [(match_key(image.path), image.path, image.label) for image in wanted],
         "key string, listed_path string, label string",
     )
     images = raw.join(F.broadcast(labels), "key", "inner").select(

@@ -22,7 +22,10 @@ ENGINES = ("onnx", "keras", "tflite")
 DEFAULT_IMAGE_SIZE = 224
 
 #: Ways a run may treat an output folder that already holds results.
-MODES = ("error", "overwrite")
+MODES = ("error", "overwrite", "incremental")
+
+#: What an incremental run does with the PCA: fit again on all features, or reuse the previous model.
+PCA_CHOICES = ("refit", "reuse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +65,13 @@ class RunParams:
     threads_per_task : int
         Intra-op threads the network may use in each Spark task.
     mode : str
-        ``"error"`` refuses an output folder that already holds a manifest;
-        ``"overwrite"`` replaces it.
+        ``"error"`` refuses an output folder that already holds a run;
+        ``"overwrite"`` replaces it (only once the new run has succeeded);
+        ``"incremental"`` featurizes only images that are new or changed (by path,
+        size and modification time) and keeps the previous features of the others.
+    pca : str
+        ``"refit"`` fits the PCA on all features; ``"reuse"`` (incremental runs only)
+        applies the previous run's PCA model, so earlier PCA features do not move.
     seed : int
         Seed for random weights and for the sample of images shown in the report.
     """
@@ -79,6 +87,7 @@ class RunParams:
     partitions: int | None = None
     threads_per_task: int = 1
     mode: str = "error"
+    pca: str = "refit"
     seed: int = 0
 
     @property
@@ -116,6 +125,10 @@ class RunParams:
         _check_int("threads_per_task", self.threads_per_task, 1, 64)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.pca not in PCA_CHOICES:
+            raise ValueError(f"pca must be one of {', '.join(PCA_CHOICES)}, got {self.pca!r}")
+        if self.pca == "reuse" and self.mode != "incremental":
+            raise ValueError(f"pca must be 'refit' unless mode is 'incremental', got {self.pca!r}")
         _check_int("seed", self.seed, 0, 2**31 - 1)
         return self
 

@@ -17,14 +17,15 @@ import dataclasses
 import os
 import uuid
 
-from fruits import config
+from fruits import config, incremental
 from fruits.demo_data import generate_demo_images
 from fruits.engines import PreparedEngine, prepare_engine
 from fruits.featurize import choose_partitions, featurize
 from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images
-from fruits.manifest import package_versions, utc_now, write_json
+from fruits.manifest import package_versions, read_json, utc_now, write_json
+from fruits.publish import discard, publish, remove_stale_staging, staging_layout
 from fruits.params import RunParams
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
@@ -45,6 +46,7 @@ class PreparedRun:
     engine: PreparedEngine
     layout: OutputLayout
     run_id: str
+    previous: dict | None = None
 
     @property
     def banners(self) -> list[str]:
@@ -96,16 +98,27 @@ def prepare(params: RunParams) -> PreparedRun:
         weights = resolve_tflite(params.weights)
     else:
         weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
-    prepared = PreparedRun(
+    engine = prepare_engine(params.engine, weights, input_size=params.image_size)
+    layout = OutputLayout(output_dir)
+    previous = None
+    if params.mode == "incremental" and _exists(layout.manifest):
+        previous = read_json(layout.manifest)
+        incremental.check_compatible(previous, engine.sha256, params.image_size)
+        if not _exists(layout.inventory):
+            raise ValueError(
+                f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
+                "use mode='overwrite' once."
+            )
+    return PreparedRun(
         params=params,
         input_path=input_path,
         listing=listing,
         weights=weights,
-        engine=prepare_engine(params.engine, weights, input_size=params.image_size),
-        layout=OutputLayout(output_dir),
+        engine=engine,
+        layout=layout,
         run_id=uuid.uuid4().hex[:12],
+        previous=previous,
     )
-    return prepared
 
 
 def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:
@@ -119,12 +132,13 @@ def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:
     if mode == "error" and (_exists(layout.manifest) or _exists(layout.features)):
         raise ValueError(
             f"output_dir {output_dir!r} already holds a run. Pass mode='overwrite' "
-            "(-p mode overwrite) to replace it, or choose another output_dir."
+            "(-p mode overwrite) to replace it, mode='incremental' to add new images to it, "
+            "or choose another output_dir."
         )
 
 
 def execute(spark, prepared: PreparedRun) -> RunResult:
-    """Run the Spark stages and write every output and the manifest.
+    """Run the Spark stages, write every output into staging, and publish on success.
 
     Parameters
     ----------
@@ -136,13 +150,33 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     Returns
     -------
     RunResult
+        Its manifest and outputs are those published under ``output_dir``.
+
+    Notes
+    -----
+    Nothing under ``output_dir`` changes until every output is written: a failed or
+    interrupted run leaves the previous results as they were (see :mod:`fruits.publish`).
     """
-    params, layout, listing = prepared.params, prepared.layout, prepared.listing
+    final = prepared.layout
+    remove_stale_staging(final)
+    staged = staging_layout(final, prepared.run_id)
+    try:
+        manifest, pca = _run(spark, prepared, staged)
+        publish(staged, final, prepared.run_id)
+    except BaseException:
+        discard(staged)
+        raise
+    return RunResult(prepared=prepared, manifest=manifest, pca=pca)
+
+
+def _run(spark, prepared: PreparedRun, staged: OutputLayout):
+    params, final, listing = prepared.params, prepared.layout, prepared.listing
     timer = StageTimer()
     with timer.stage("read"):
-        images, not_read = read_images(spark, listing)
-    partitions = choose_partitions(spark, len(listing.images), params.partitions)
-    spark.sparkContext.setJobDescription(f"fruits: featurize {len(listing.images)} images")
+        increment = incremental.plan(spark, final, listing, prepared.previous)
+        images, not_read = read_images(spark, listing.root, increment.to_process)
+    partitions = choose_partitions(spark, max(1, len(increment.to_process)), params.partitions)
+    spark.sparkContext.setJobDescription(f"fruits: featurize {len(increment.to_process)} images")
     with timer.stage("featurize"), spark_progress(spark, "featurize"):
         featurize(
             images,
@@ -150,17 +184,23 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
             batch_size=params.batch_size,
             threads_per_task=params.threads_per_task,
             partitions=partitions,
-        ).write.mode("overwrite").parquet(layout.staging)
+        ).write.mode("overwrite").parquet(staged.staging)
     with timer.stage("write"):
-        counts, rejected_by_reason = _publish_features(spark, prepared, not_read)
-    features = spark.read.parquet(layout.features)
+        counts, rejected_by_reason = _write_features(spark, prepared, increment, not_read, staged)
+    features = spark.read.parquet(staged.features)
     spark.sparkContext.setJobDescription("fruits: PCA")
     with timer.stage("pca"), spark_progress(spark, "pca"):
-        pca = fit_pca(features, k=params.k, variance_target=params.variance_target)
+        if params.pca == "reuse" and increment.is_incremental:
+            from pyspark.ml.feature import PCAModel
+
+            model = PCAModel.load(final.pca_model)
+            pca = PcaResult(model=model, k=model.getK(), spectrum=list(prepared.previous["spectrum"]))
+        else:
+            pca = fit_pca(features, k=params.k, variance_target=params.variance_target)
     with timer.stage("write"):
-        project(pca.model, features).write.mode("overwrite").parquet(layout.pca)
-        pca.model.write().overwrite().save(layout.pca_model)
-        _remove(layout.staging)
+        project(pca.model, features).write.mode("overwrite").parquet(staged.pca)
+        pca.model.write().overwrite().save(staged.pca_model)
+        _remove(staged.staging)
     featurize_seconds = timer.seconds["featurize"]
     manifest = {
         "run_id": prepared.run_id,
@@ -168,7 +208,8 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
         "demo": params.is_demo,
         "synthetic_data": params.is_demo,
         "input_path": prepared.input_path,
-        "output_dir": layout.root,
+        "output_dir": final.root,
+        "mode": params.mode,
         "parameters": params.to_dict(),
         "weights": {
             "source": prepared.weights.source,
@@ -182,45 +223,65 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
                   "partitions": partitions},
         "versions": package_versions(),
         "counts": counts,
+        "incremental": {
+            "previous_run_id": (prepared.previous or {}).get("run_id"),
+            "carried_over": len(increment.unchanged),
+            "removed_since_previous": increment.removed,
+        },
         "rejected_by_reason": rejected_by_reason,
         "classes": listing.labels(),
         "k": pca.k,
         "variance_target": params.variance_target,
+        "pca_fit": "reused" if params.pca == "reuse" and increment.is_incremental else "refit",
         "explained_variance": pca.explained_variance,
         "cumulative_variance": pca.cumulative_variance,
         "cumulative_variance_at_k": pca.cumulative_variance[-1],
         "spectrum": pca.spectrum,
         "seconds": {**timer.seconds, "total": timer.total},
-        "images_per_second": round(counts["featurized"] / featurize_seconds, 2) if featurize_seconds else None,
-        "outputs": {name: getattr(layout, name) for name in ("features", "pca", "pca_model", "rejected")},
+        "images_per_second": (round(counts["featurized_this_run"] / featurize_seconds, 2)
+                              if featurize_seconds and counts["featurized_this_run"] else None),
+        "outputs": {name: getattr(final, name) for name in ("features", "pca", "pca_model", "rejected")},
     }
-    write_json(manifest, layout.manifest)
-    return RunResult(prepared=prepared, manifest=manifest, pca=pca)
+    write_json(manifest, staged.manifest)
+    return manifest, pca
 
 
-def _publish_features(spark, prepared: PreparedRun, not_read: list[tuple[str, str]]):
-    """Split the UDF's staged output into ``features/`` and ``rejected/``; check the counts."""
+def _write_features(spark, prepared: PreparedRun, increment, not_read, staged: OutputLayout):
+    """Split the UDF's raw output into ``features/`` and ``rejected/``, add what is carried over,
+    write the inventory, and check that every file given is accounted for exactly once."""
     from pyspark.sql import functions as F
 
-    layout, listing = prepared.layout, prepared.listing
-    staged = spark.read.parquet(layout.staging)
-    staged.where(F.col("error").isNull()).select("path", "label", "features") \
-        .write.mode("overwrite").parquet(layout.features)
+    listing, final = prepared.listing, prepared.layout
+    raw = spark.read.parquet(staged.staging)
+    new_features = raw.where(F.col("error").isNull()).select("path", "label", "features")
     recorded = spark.createDataFrame(list(listing.skipped) + list(not_read), REJECTED_SCHEMA)
-    decode_failures = staged.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason"))
-    recorded.unionByName(decode_failures).coalesce(1).write.mode("overwrite").parquet(layout.rejected)
-    featurized = spark.read.parquet(layout.features).count()
-    rejected = spark.read.parquet(layout.rejected)
+    rejected = recorded.unionByName(
+        raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason"))
+    )
+    features = new_features
+    if increment.unchanged:
+        features = features.unionByName(incremental.carried_over(spark, final.features, increment.unchanged))
+        rejected = rejected.unionByName(incremental.carried_over(spark, final.rejected, increment.unchanged))
+    features.write.mode("overwrite").parquet(staged.features)
+    rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
+    not_read_paths = {path for path, _ in not_read}
+    spark.createDataFrame(
+        incremental.inventory_rows(listing.images, not_read_paths), incremental.INVENTORY_SCHEMA
+    ).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
+
+    featurized = spark.read.parquet(staged.features).count()
     by_reason = {
         row.kind: row["count"]
-        for row in rejected.groupBy(F.substring_index("reason", ":", 1).alias("kind")).count().collect()
+        for row in spark.read.parquet(staged.rejected)
+        .groupBy(F.substring_index("reason", ":", 1).alias("kind")).count().collect()
     }
     counts = {"input": listing.total, "images": len(listing.images), "featurized": featurized,
-              "rejected": sum(by_reason.values())}
+              "rejected": sum(by_reason.values()),
+              "featurized_this_run": spark.read.parquet(staged.staging).where(F.col("error").isNull()).count()}
     if counts["featurized"] + counts["rejected"] != counts["input"]:
         raise RuntimeError(
             f"counts do not reconcile: {counts['input']} input files, {featurized} featurized, "
-            f"{counts['rejected']} rejected. No output was published as complete."
+            f"{counts['rejected']} rejected. Nothing was published."
         )
     return counts, dict(sorted(by_reason.items()))
 

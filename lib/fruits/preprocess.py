@@ -65,11 +65,11 @@ def load_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image.load()
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image too large: {exc}") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageDecodeError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
     return _to_rgb(image)
 
