@@ -30,11 +30,14 @@ output_dir = "output/demo"  # receives features/, pca/, pca_model/, rejected/, m
 weights = None  # "imagenet", a Keras .h5 path, "random"; None: FRUITS_WEIGHTS, then Keras' cache
 k = 50  # PCA components kept
 variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
-engine = "keras"  # featurization engine
+engine = "onnx"  # "onnx" (default, equal to Keras), "keras" (reference), "tflite" (int8 phone model)
 batch_size = 32  # images per network call inside a task (bounds worker memory)
 partitions = None  # Spark partitions for featurization; None: from the image count
 threads_per_task = 1  # network threads per Spark task
-mode = "error"  # "overwrite" to replace an existing run in output_dir
+mode = "error"  # "overwrite" replaces a run in output_dir, "incremental" adds new images to it
+pca = "refit"  # "reuse": incremental runs keep the previous PCA model
+image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
+train_path = None  # labelled training set: score the features with a classifier
 seed = 0  # random weights and sample images
 master = "local[2]"  # local Spark master
 driver_memory = "4g"  # local Spark JVM heap
@@ -48,7 +51,7 @@ driver_memory = "4g"  # local Spark JVM heap
 from fruits import explore, plots
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
-from fruits.report import show_banners, show_figure, show_table, summary_table
+from fruits.report import show_banners, show_evaluation, show_figure, show_table, summary_table
 
 prepared = prepare(RunParams.from_namespace(globals()))
 show_banners(prepared.banners)
@@ -95,6 +98,14 @@ show_figure(plots.variance_curve(result.pca.spectrum, result.pca.k, variance_tar
 
 # %%
 show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
+
+# %% [markdown]
+# ## Are the features any good?
+# With `train_path`, a logistic regression is trained on the PCA features of a labelled
+# training set and scored on this run's images, for k and for a sweep of k.
+
+# %%
+show_evaluation(result.manifest)
 
 # %% [markdown]
 # ## Rejected files

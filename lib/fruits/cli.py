@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="notebook parameter, e.g. -p k 50 -p weights model.h5 (repeatable)")
     run.add_argument("--notebook", default=None, help="percent-format notebook to execute")
     run.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
+    proj = commands.add_parser("project", help="featurize new images like a finished run and apply its PCA")
+    proj.add_argument("--model", required=True, help="output folder of a finished run")
+    proj.add_argument("--input", required=True, help="folder of new images")
+    proj.add_argument("--output", required=True, help="where projected/, rejected/ and manifest.json go")
+    proj.add_argument("--weights", help="weights to use (default: the source the run recorded)")
+    proj.add_argument("--master", default="local[2]", help="local Spark master")
+    proj.add_argument("--overwrite", action="store_true", help="replace an existing projection")
     tunnel = commands.add_parser("tunnel", help="SSH tunnel to JupyterHub on the EMR primary node")
     tunnel.add_argument("--key", required=True, help="EC2 key pair's private key (.pem), chmod 400")
     tunnel.add_argument("--host", required=True, help="primary node's public DNS name")
@@ -70,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     if args.command == "tunnel":
         return tunnel_command_line(args)
+    if args.command == "project":
+        return project_command_line(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
@@ -134,6 +143,26 @@ def run_command(args) -> int:
     for banner in _banners(layout):
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     print(f"Report: {layout.report}", flush=True)
+    return EXIT_OK
+
+
+def project_command_line(args) -> int:
+    from fruits.listing import InputError
+    from fruits.projection import project_images
+    from fruits.session import local_spark
+    from fruits.weights import MissingWeightsError
+
+    spark = local_spark(args.master, app_name="fruits-project")
+    try:
+        document = project_images(spark, _absolute(args.model), _absolute(args.input), _absolute(args.output),
+                                  weights=args.weights, overwrite=args.overwrite)
+    except (ValueError, InputError, MissingWeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        spark.stop()
+    print(f"Projected {document['counts']['projected']} images ({document['counts']['rejected']} rejected) "
+          f"into {args.output}")
     return EXIT_OK
 
 

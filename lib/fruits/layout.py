@@ -53,6 +53,21 @@ class OutputLayout:
         return self._join("inventory")
 
     @property
+    def train_features(self) -> str:
+        """Parquet like ``features/``, for the labelled training set of an evaluation."""
+        return self._join("train_features")
+
+    @property
+    def classifier(self) -> str:
+        """Spark ML ``LogisticRegressionModel`` on the PCA features (runs with an evaluation)."""
+        return self._join("classifier")
+
+    @property
+    def projected(self) -> str:
+        """Parquet written by ``fruits project``: ``path``, ``label``, ``pca_features``, predictions."""
+        return self._join("projected")
+
+    @property
     def manifest(self) -> str:
         """JSON: parameters, versions, counts, variance, timings."""
         return self._join("manifest.json")

@@ -74,6 +74,10 @@ class RunParams:
         applies the previous run's PCA model, so earlier PCA features do not move.
     seed : int
         Seed for random weights and for the sample of images shown in the report.
+    train_path : str or None
+        A labelled training set (class sub-folders, e.g. Fruits-360's ``Training/``).
+        If set, a logistic regression is fitted on its PCA features and scored on
+        the run's images, for the run's k and a sweep of k.
     """
 
     input_path: str | None = None
@@ -89,6 +93,7 @@ class RunParams:
     mode: str = "error"
     pca: str = "refit"
     seed: int = 0
+    train_path: str | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -130,6 +135,7 @@ class RunParams:
         if self.pca == "reuse" and self.mode != "incremental":
             raise ValueError(f"pca must be 'refit' unless mode is 'incremental', got {self.pca!r}")
         _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_optional_str("train_path", self.train_path)
         return self
 
     @classmethod

@@ -47,6 +47,7 @@ class PreparedRun:
     layout: OutputLayout
     run_id: str
     previous: dict | None = None
+    train_listing: Listing | None = None
 
     @property
     def banners(self) -> list[str]:
@@ -94,6 +95,12 @@ def prepare(params: RunParams) -> PreparedRun:
     output_dir = _absolute(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
     listing = list_inputs(input_path)
+    train_listing = None
+    if params.train_path is not None:
+        train_path = _absolute(params.train_path)
+        if _is_within(output_dir, train_path):
+            raise ValueError(f"output_dir {output_dir!r} is inside train_path {train_path!r}")
+        train_listing = list_inputs(train_path)
     if params.engine == "tflite":
         weights = resolve_tflite(params.weights)
     else:
@@ -118,6 +125,7 @@ def prepare(params: RunParams) -> PreparedRun:
         layout=layout,
         run_id=uuid.uuid4().hex[:12],
         previous=previous,
+        train_listing=train_listing,
     )
 
 
@@ -201,6 +209,11 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
         project(pca.model, features).write.mode("overwrite").parquet(staged.pca)
         pca.model.write().overwrite().save(staged.pca_model)
         _remove(staged.staging)
+    evaluation = None
+    if prepared.train_listing is not None:
+        spark.sparkContext.setJobDescription("fruits: evaluation")
+        with timer.stage("evaluate"), spark_progress(spark, "evaluate"):
+            evaluation = _evaluate(spark, prepared, staged, features, pca)
     featurize_seconds = timer.seconds["featurize"]
     manifest = {
         "run_id": prepared.run_id,
@@ -241,9 +254,34 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
         "images_per_second": (round(counts["featurized_this_run"] / featurize_seconds, 2)
                               if featurize_seconds and counts["featurized_this_run"] else None),
         "outputs": {name: getattr(final, name) for name in ("features", "pca", "pca_model", "rejected")},
+        "evaluation": evaluation,
     }
     write_json(manifest, staged.manifest)
     return manifest, pca
+
+
+def _evaluate(spark, prepared: PreparedRun, staged: OutputLayout, features, pca: PcaResult) -> dict:
+    """Featurize the training set with the same engine, then fit and score the classifier."""
+    from pyspark.sql import functions as F
+
+    from fruits.evaluate import evaluate
+
+    train = prepared.train_listing
+    images, not_read = read_images(spark, train.root, train.images)
+    featurize(images, prepared.engine, batch_size=prepared.params.batch_size,
+              threads_per_task=prepared.params.threads_per_task,
+              partitions=choose_partitions(spark, len(train.images), prepared.params.partitions),
+              ).write.mode("overwrite").parquet(staged.staging)
+    raw = spark.read.parquet(staged.staging)
+    raw.where(F.col("error").isNull()).select("path", "label", "features") \
+        .write.mode("overwrite").parquet(staged.train_features)
+    train_rejected = raw.where(F.col("error").isNotNull()).count() + len(not_read) + len(train.skipped)
+    result = evaluate(spark.read.parquet(staged.train_features), features, pca.model,
+                      spectrum=pca.spectrum, seed=prepared.params.seed)
+    result.classifier.write().overwrite().save(staged.classifier)
+    _remove(staged.staging)
+    return {"train_path": train.root, "train_files": train.total, "train_rejected": train_rejected,
+            "labels": result.labels, **result.metrics}
 
 
 def _write_features(spark, prepared: PreparedRun, increment, not_read, staged: OutputLayout):

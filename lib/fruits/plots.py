@@ -107,3 +107,22 @@ def timings(seconds: pd.Series, *, images_per_second: float | None = None):
     ax.invert_yaxis()
     fig.set_layout_engine("tight")
     return fig
+
+
+def accuracy_by_k(sweep: pd.DataFrame, k: int):
+    """Classifier accuracy and cumulative explained variance against the number of components."""
+    fig, axes = _figure(8, 4.5)
+    ax = axes[0, 0]
+    ks = sweep.index.to_numpy()
+    ax.plot(ks, sweep["accuracy"], marker="o", color="#1f5f8b", label="accuracy (test)")
+    ax.plot(ks, sweep["cumulative_variance"], marker="s", color="#8e6c8a", label="cumulative variance")
+    ax.axvline(k, color="#c0392b", linestyle="--", label=f"run's k = {k}")
+    ax.set_xscale("log")
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(v) for v in ks])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("PCA components (1280 = all features)")
+    ax.set_title("Does a smaller representation still recognise fruits?")
+    ax.legend(loc="lower right")
+    fig.set_layout_engine("tight")
+    return fig

@@ -17,7 +17,8 @@ import fsspec
 from fruits.layout import OutputLayout
 
 #: What a run publishes, in order; the manifest goes last.
-PUBLISHED = ("features", "rejected", "inventory", "pca", "pca_model", "manifest.json")
+PUBLISHED = ("features", "rejected", "inventory", "pca", "pca_model", "train_features", "classifier",
+             "projected", "manifest.json")
 
 STAGING_PREFIX = ".staging-"
 PREVIOUS_PREFIX = ".previous-"

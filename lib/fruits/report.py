@@ -56,6 +56,43 @@ def show_table(frame, *, empty: str) -> None:
     display(frame if len(frame) else Markdown(f"*{empty}*"))
 
 
+def show_evaluation(manifest: Mapping[str, Any]) -> None:
+    """Classifier scores, the k sweep (table and curve), confused pairs and weakest classes."""
+    from IPython.display import Markdown, display
+
+    from fruits import plots
+    from fruits.evaluate import sweep_frame
+
+    evaluation = manifest.get("evaluation")
+    if not evaluation:
+        display(Markdown("*No evaluation in this run: set `train_path` to a labelled training set "
+                         "(class sub-folders) to score the features with a classifier.*"))
+        return
+    display(Markdown(
+        f"Logistic regression fitted on the PCA features of **{evaluation['train_images']}** training "
+        f"images ({evaluation['train_path']}), scored on **{evaluation['test_images_scored']}** images of "
+        f"this run over **{evaluation['classes_scored']}** classes: accuracy "
+        f"**{evaluation['accuracy']:.2%}**, macro-F1 **{evaluation['macro_f1']:.3f}** at k = {evaluation['k']}."
+    ))
+    if evaluation["test_only_classes"] or evaluation["train_only_classes"]:
+        display(Markdown(
+            f"Not scored: {len(evaluation['test_only_classes'])} classes of this run absent from the "
+            f"training set ({evaluation['test_images_not_scored']} images: "
+            f"{', '.join(evaluation['test_only_classes']) or '-'}); "
+            f"{len(evaluation['train_only_classes'])} training classes absent here "
+            f"({', '.join(evaluation['train_only_classes']) or '-'})."
+        ))
+    sweep = sweep_frame(evaluation)
+    display(sweep.style.format({"cumulative_variance": "{:.3f}", "accuracy": "{:.2%}", "macro_f1": "{:.3f}"}))
+    show_figure(plots.accuracy_by_k(sweep, evaluation["k"]))
+    import pandas as pd
+
+    pairs = pd.DataFrame(evaluation["most_confused"])
+    show_table(pairs, empty="No image was confused with another class.")
+    weakest = pd.Series(evaluation["per_class_accuracy"], name="accuracy").sort_values().head(15)
+    display(weakest.to_frame().style.format("{:.2%}"))
+
+
 def summary_table(manifest: Mapping[str, Any]):
     """The run's key figures as a two-column table."""
     import pandas as pd

@@ -1,0 +1,119 @@
+"""Turn new photos into the same numbers as a finished run: its engine, weights, PCA and classifier.
+
+The app needs to map a new photo to the same 50 numbers (and, if the run trained
+one, a predicted fruit). ``project_images`` featurizes new images with the run's
+engine, input size and weights, applies the saved PCA model and classifier, and
+refuses when the weights available here are not those the run used: mixing
+features of different weights would silently give meaningless coordinates.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fruits.engines import prepare_engine
+from fruits.featurize import choose_partitions, featurize
+from fruits.layout import OutputLayout
+from fruits.listing import list_inputs
+from fruits.loading import read_images
+from fruits.manifest import read_json, utc_now, write_json
+from fruits.publish import discard, publish, staging_layout
+from fruits.weights import RANDOM, resolve_tflite, resolve_weights
+
+
+class IncompatibleRunError(ValueError):
+    """The run cannot be reproduced here (other weights, missing model)."""
+
+
+def weights_for(manifest: dict, override: str | None):
+    """Resolve the weights to use: ``override``, else the source the run recorded."""
+    engine = manifest["engine"]["name"]
+    recorded = manifest["weights"]["source"]
+    requested = override or (RANDOM if recorded.startswith(RANDOM) else recorded)
+    if engine == "tflite":
+        return resolve_tflite(requested)
+    return resolve_weights(requested, allow_random=False, seed=manifest["parameters"]["seed"])
+
+
+def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, weights: str | None = None,
+                   overwrite: bool = False) -> dict:
+    """Featurize ``input_path`` like the run in ``run_dir`` and apply its PCA (and classifier).
+
+    Returns
+    -------
+    dict
+        The projection's manifest, also written to ``output_dir/manifest.json``.
+
+    Raises
+    ------
+    IncompatibleRunError
+        ``run_dir`` is not a run, or these weights differ from the run's.
+    """
+    from pyspark.ml.classification import LogisticRegressionModel
+    from pyspark.ml.feature import PCAModel
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from fruits.reduce import PCA_VECTOR_COL, project
+
+    run = OutputLayout(run_dir.rstrip("/"))
+    try:
+        manifest = read_json(run.manifest)
+    except FileNotFoundError as exc:
+        raise IncompatibleRunError(f"{run_dir!r} holds no run (no manifest.json)") from exc
+    resolved = weights_for(manifest, weights)
+    if resolved.sha256 != manifest["weights"]["sha256"]:
+        raise IncompatibleRunError(
+            f"the weights found here ({resolved.source}, sha256 {resolved.sha256[:12]}...) are not those "
+            f"the run used ({manifest['weights']['source']}, sha256 {manifest['weights']['sha256'][:12]}...): "
+            "their features would not match its PCA. Pass the run's weights with --weights."
+        )
+    out = OutputLayout(output_dir.rstrip("/"))
+    if os.path.exists(out.manifest) and not overwrite:
+        raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
+    listing = list_inputs(input_path)
+    engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"])
+    run_id = os.urandom(6).hex()
+    staged = staging_layout(out, run_id)
+    try:
+        images, not_read = read_images(spark, listing.root, listing.images)
+        featurize(images, engine, batch_size=manifest["engine"]["batch_size"], threads_per_task=1,
+                  partitions=choose_partitions(spark, len(listing.images), None)
+                  ).write.mode("overwrite").parquet(staged.staging)
+        raw = spark.read.parquet(staged.staging)
+        projected = project(PCAModel.load(run.pca_model), raw.where(F.col("error").isNull()))
+        labels = (manifest.get("evaluation") or {}).get("labels")
+        if labels and os.path.exists(run.classifier):
+            from pyspark.ml.functions import array_to_vector
+
+            classifier = LogisticRegressionModel.load(run.classifier)
+            scored = classifier.transform(projected.withColumn(PCA_VECTOR_COL, array_to_vector("pca_features")))
+            names = F.array(*[F.lit(name) for name in labels])
+            projected = scored.select(
+                "path", "label", "pca_features",
+                F.element_at(names, F.col("prediction").cast("int") + 1).alias("predicted_label"),
+                F.array_max(vector_to_array("probability")).alias("probability"),
+            )
+        projected.write.mode("overwrite").parquet(staged.projected)
+        rejected = spark.createDataFrame(list(listing.skipped) + list(not_read), "path string, reason string") \
+            .unionByName(raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason")))
+        rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
+        count = spark.read.parquet(staged.projected).count()
+        document = {
+            "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"],
+            "input_path": listing.root, "weights": {"source": resolved.source, "sha256": resolved.sha256},
+            "engine": manifest["engine"], "k": manifest["k"], "classifier": bool(labels),
+            "counts": {"input": listing.total, "projected": count,
+                       "rejected": spark.read.parquet(staged.rejected).count()},
+        }
+        spark.read.parquet(staged.staging).unpersist()
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(staged.staging)
+        fs.rm(path, recursive=True)
+        write_json(document, staged.manifest)
+        publish(staged, out, run_id)
+    except BaseException:
+        discard(staged)
+        raise
+    return document

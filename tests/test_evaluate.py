@@ -1,0 +1,99 @@
+"""Evaluation metrics, and projecting new images like a finished run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fruits.demo_data import CLASSES, generate_demo_images
+from fruits.evaluate import scores
+from fruits.params import RunParams
+from fruits.pipeline import execute, prepare
+from fruits.projection import IncompatibleRunError, project_images
+from tests.conftest import copy_slice
+
+
+def test_scores_compute_accuracy_macro_f1_and_confusions():
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    result = scores(truth, predicted, ["apple", "kiwi", "lime"])
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    f1_apple, f1_kiwi, f1_lime = 0.8, 2 * 0.5 * 1 / 1.5, 0.0
+    assert result["macro_f1"] == pytest.approx((f1_apple + f1_kiwi + f1_lime) / 3)
+    assert result["per_class_accuracy"] == pytest.approx({"apple": 2 / 3, "kiwi": 1.0, "lime": 0.0})
+    assert result["most_confused"] == [{"true": "apple", "predicted": "kiwi", "count": 1},
+                                       {"true": "lime", "predicted": "kiwi", "count": 1}]
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(spark, tmp_path_factory):
+    """Synthetic train/test sets; the test set has one class the training set lacks."""
+    root = tmp_path_factory.mktemp("eval")
+    train = generate_demo_images(root / "train", per_class=8, seed=21, classes=CLASSES[:5])
+    test = generate_demo_images(root / "test", per_class=6, seed=22)
+    params = RunParams(input_path=str(test), output_dir=str(root / "out"), weights="random", k=5,
+                       train_path=str(train))
+    return root, execute(spark, prepare(params))
+
+
+def test_evaluation_reports_scores_sweep_and_unscored_classes(evaluated_run):
+    root, result = evaluated_run
+    evaluation = result.manifest["evaluation"]
+    assert evaluation["classes_scored"] == 5 and evaluation["train_images"] == 40
+    assert evaluation["test_only_classes"] == ["Synthetic Kiwi"] and evaluation["test_images_not_scored"] == 6
+    assert evaluation["test_images_scored"] == 30
+    assert 0 <= evaluation["accuracy"] <= 1 and 0 <= evaluation["macro_f1"] <= 1
+    assert [row["k"] for row in evaluation["sweep"]] == [5, 10, 20, 50, 100, 200, 1280]
+    assert evaluation["sweep"][-1]["cumulative_variance"] == 1.0
+    assert (Path(result.layout.root) / "classifier").is_dir()
+
+
+def test_projection_reproduces_the_runs_pca_features_and_predicts(spark, evaluated_run):
+    root, result = evaluated_run
+    new = root / "new"
+    source = Path(result.prepared.input_path)
+    for folder in ("Synthetic Apple", "Synthetic Lime"):
+        (new / folder).mkdir(parents=True)
+        for image in sorted((source / folder).iterdir())[:2]:
+            shutil.copy2(image, new / folder / image.name)
+    document = project_images(spark, result.layout.root, str(new), str(root / "projected"))
+    assert document["counts"] == {"input": 4, "projected": 4, "rejected": 0}
+    run_pca = {Path(r.path).name + r.label: np.array(r.pca_features)
+               for r in spark.read.parquet(result.layout.pca).collect()}
+    rows = spark.read.parquet(str(root / "projected" / "projected")).collect()
+    for row in rows:
+        expected = run_pca[Path(row.path).name + row.label]
+        np.testing.assert_allclose(row.pca_features, expected, rtol=1e-5, atol=1e-5)
+        assert row.predicted_label in result.manifest["evaluation"]["labels"]
+        assert 0 < row.probability <= 1
+
+
+def test_projection_refuses_other_weights(spark, evaluated_run):
+    root, result = evaluated_run
+    with pytest.raises(IncompatibleRunError, match="not those the run used"):
+        project_images(spark, _with_seed(result, root), result.prepared.input_path, str(root / "other"))
+
+
+def _with_seed(result, root):
+    """A copy of the run whose manifest claims other random weights (seed 99)."""
+    copy = root / "tampered"
+    if not copy.exists():
+        shutil.copytree(result.layout.root, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["parameters"]["seed"] = 99
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    return str(copy)
+
+
+@pytest.mark.slow
+def test_real_features_recognise_fruits(spark, real_images, real_weights, tmp_path):
+    """A real slice: 8 classes, 20 training and 15 test images each; features must separate them."""
+    train = copy_slice(real_images / "Training-sample", tmp_path / "train", classes=8, per_class=20)
+    test = copy_slice(real_images / "Test", tmp_path / "test", classes=8, per_class=15)
+    params = RunParams(input_path=str(test), output_dir=str(tmp_path / "out"), weights=str(real_weights),
+                       k=20, train_path=str(train))
+    evaluation = execute(spark, prepare(params)).manifest["evaluation"]
+    assert evaluation["classes_scored"] == 8 and evaluation["test_images_scored"] == 120
+    assert evaluation["accuracy"] >= 0.9, evaluation["sweep"]
