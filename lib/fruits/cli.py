@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--weights", help="weights to use (default: the source the run recorded)")
     proj.add_argument("--master", default="local[2]", help="local Spark master")
     proj.add_argument("--overwrite", action="store_true", help="replace an existing projection")
+    from fruits import emr_commands
+
+    emr_commands.add_parser(commands)
     tunnel = commands.add_parser("tunnel", help="SSH tunnel to JupyterHub on the EMR primary node")
     tunnel.add_argument("--key", required=True, help="EC2 key pair's private key (.pem), chmod 400")
     tunnel.add_argument("--host", required=True, help="primary node's public DNS name")
@@ -79,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tunnel_command_line(args)
     if args.command == "project":
         return project_command_line(args)
+    if args.command == "emr":
+        from fruits import emr_commands
+
+        return emr_commands.run_command(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
@@ -136,9 +143,8 @@ def run_command(args) -> int:
         )
         return EXIT_FAILED
     render_html(executed, report)
-    os.makedirs(layout.root, exist_ok=True)
-    shutil.move(executed, layout.notebook)
-    shutil.move(report, layout.report)
+    _deliver(executed, layout.notebook)
+    _deliver(report, layout.report)
     shutil.rmtree(scratch, ignore_errors=True)
     for banner in _banners(layout):
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
@@ -179,6 +185,18 @@ def tunnel_command_line(args) -> int:
     if args.dry_run:
         return EXIT_OK
     return subprocess.call(command)
+
+
+def _deliver(local: str, target: str) -> None:
+    """Move a finished file into the output folder, local or ``s3://``."""
+    if "://" not in target:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(local, target)
+        return
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(target)
+    fs.put_file(local, path)
 
 
 def _banners(layout: OutputLayout) -> list[str]:

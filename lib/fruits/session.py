@@ -31,7 +31,7 @@ def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_me
     Parameters
     ----------
     master : str
-        Spark master URL, ``local[N]`` or ``local[N,RETRIES]``.
+        Spark master URL: ``local[N]``, ``local[N,RETRIES]``, or ``yarn`` on a cluster node.
     app_name : str
         Name shown in the Spark UI.
     driver_memory : str
@@ -49,13 +49,11 @@ def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_me
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.driver.memory", driver_memory)
-        .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
-        .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
-    )
+    builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
+    if master.startswith("local"):
+        # Executors on a cluster (master "yarn" on EMR) must reach the driver: loopback is for local runs only.
+        builder = builder.config("spark.driver.host", os.environ["SPARK_LOCAL_IP"]) \
+            .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
     for key, value in SPARK_SETTINGS.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -1,0 +1,160 @@
+"""AWS EMR requests built from ``emr-config/``: upload, create a cluster, run a notebook step.
+
+Every request is a plain dict built here and printed as is by ``--dry-run``, so what
+would be sent to AWS can be read, diffed and tested without touching anything. The
+templates in ``emr-config/`` hold ``${BUCKET}``, ``${PREFIX}`` and ``${WHEEL}``
+placeholders; nothing in them is a secret (EMR prints configurations back in
+plaintext), and credentials come from the usual AWS chain, never from the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from fruits import config
+
+#: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
+JUPYTER_PREFIX = "jupyter/jovyan"
+_PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
+
+
+def emr_config_dir() -> Path:
+    """The ``emr-config/`` folder of the checkout (``FRUITS_EMR_CONFIG`` overrides)."""
+    import os
+
+    return Path(os.environ.get("FRUITS_EMR_CONFIG", config.project_root() / "emr-config"))
+
+
+def render(template: Any, values: Mapping[str, str]) -> Any:
+    """Replace ``${NAME}`` placeholders in every string of a JSON-like structure.
+
+    Raises
+    ------
+    ValueError
+        A placeholder has no value.
+    """
+    if isinstance(template, dict):
+        return {key: render(value, values) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render(value, values) for value in template]
+    if isinstance(template, str):
+        def substitute(match):
+            name = match.group(1)
+            if name not in values:
+                raise ValueError(f"no value for ${{{name}}} in the EMR templates")
+            return values[name]
+        return _PLACEHOLDER.sub(substitute, template)
+    return template
+
+
+def load_template(name: str) -> Any:
+    with open(emr_config_dir() / name, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check_bucket(bucket: str) -> None:
+    """A bucket name, not a URI (EMR's jupyter-s3-conf wants the bare name)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket or ""):
+        raise ValueError(f"bucket must be a bare S3 bucket name (no s3://, no slash), got {bucket!r}")
+
+
+def wheel_name(version: str) -> str:
+    return f"fruits_emr-{version}-py3-none-any.whl"
+
+
+def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str | None = None,
+                         subnet_id: str | None = None, spot_task: bool = False,
+                         idle_timeout: int = 3600) -> dict:
+    """The ``emr.run_job_flow`` request: cluster.json with configurations.json and our options."""
+    check_bucket(bucket)
+    if not 60 <= idle_timeout <= 604800:
+        raise ValueError(f"idle_timeout must be between 60 and 604800 seconds, got {idle_timeout}")
+    values = {"BUCKET": bucket, "PREFIX": prefix.strip("/"), "WHEEL": wheel}
+    request = render(load_template("cluster.json"), values)
+    request["Configurations"] = render(load_template("configurations.json"), values)
+    request["AutoTerminationPolicy"] = {"IdleTimeout": idle_timeout}
+    if key_name:
+        request["Instances"]["Ec2KeyName"] = key_name
+    if subnet_id:
+        request["Instances"]["Ec2SubnetId"] = subnet_id
+    if spot_task:
+        for group in request["Instances"]["InstanceGroups"]:
+            if group["InstanceRole"] == "TASK":
+                group["Market"] = "SPOT"
+    return request
+
+
+def notebook_step_request(*, cluster_id: str, bucket: str, prefix: str, input_path: str, output: str,
+                          parameters: Mapping[str, Any], name: str = "fruits run") -> dict:
+    """The ``emr.add_job_flow_steps`` request running ``fruits run`` on the primary node.
+
+    The step executes the notebook with papermill against YARN (``-p master yarn``);
+    outputs, the executed notebook and the HTML report go to ``output`` (``s3://...``).
+    """
+    check_bucket(bucket)
+    if not output.startswith("s3://"):
+        raise ValueError(f"output must be an s3:// URI on EMR, got {output!r}")
+    scratch = "/mnt/fruits-step"
+    arguments = ["--input", input_path, "--output", output, "-p", "master", "yarn"]
+    for key, value in parameters.items():
+        arguments += ["-p", key, json.dumps(value) if not isinstance(value, str) else value]
+    notebooks = f"s3://{bucket}/{prefix.strip('/')}/notebooks"
+    script = " && ".join([
+        "set -euo pipefail",
+        f"rm -rf {scratch} && mkdir -p {scratch}/notebooks",
+        f"aws s3 cp --only-show-errors --recursive {notebooks} {scratch}/notebooks",
+        f"FRUITS_NOTEBOOKS={scratch}/notebooks /usr/bin/python3.11 -m fruits.cli run "
+        + " ".join(shlex.quote(a) for a in arguments),
+    ])
+    if len(script) > 10_000:
+        raise ValueError("the step's command is longer than EMR allows (10,240 characters)")
+    return {
+        "JobFlowId": cluster_id,
+        "Steps": [{
+            "Name": name,
+            "ActionOnFailure": "CONTINUE",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", script]},
+        }],
+    }
+
+
+def build_wheel(target: Path) -> Path:
+    """Build the project's wheel into ``target`` and return its path."""
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(target),
+                    str(config.project_root())], check=True)
+    wheels = sorted(target.glob("fruits_emr-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"no wheel was built in {target}")
+    return wheels[-1]
+
+
+def upload_plan(*, bucket: str, prefix: str, wheel: Path) -> list[tuple[str, str]]:
+    """(local file, s3 key) pairs that ``fruits emr upload`` copies."""
+    check_bucket(bucket)
+    root, base = config.project_root(), prefix.strip("/")
+    plan = [
+        (str(wheel), f"{base}/dist/{wheel.name}"),
+        (str(root / "requirements" / "constraints.txt"), f"{base}/dist/constraints.txt"),
+        (str(root / "bootstrap" / "install-fruits.sh"), f"{base}/bootstrap/install-fruits.sh"),
+    ]
+    plan += [(str(p), f"{base}/emr-config/{p.name}") for p in sorted(emr_config_dir().glob("*.json"))]
+    for notebook in sorted(config.notebooks_dir().glob("[0-9][0-9]-*.py")):
+        plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
+        paired = notebook.with_suffix(".ipynb")
+        if paired.exists():  # JupyterHub shows what lies under its persistence prefix
+            plan.append((str(paired), f"{JUPYTER_PREFIX}/{base}/{paired.name}"))
+    return plan
+
+
+def client(service: str):
+    """A boto3 client; endpoint and credentials come from the standard AWS environment."""
+    import boto3
+
+    return boto3.client(service)

@@ -1,0 +1,156 @@
+"""EMR requests, bootstrap and IAM, tested against a moto server on 127.0.0.1 (no AWS reached)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fruits import emr
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "fruits-test-bucket"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's server on loopback, with throwaway credentials in the environment; stopped at the end."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.time() < deadline and server.poll() is None, "moto server did not start"
+            time.sleep(0.2)
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION")}
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3"})
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def fruits(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "fruits.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def all_strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from all_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from all_strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_create_cluster_dry_run_prints_a_complete_least_privilege_request():
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "fruits-key", "--spot-task",
+                    "--dry-run")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["operation"] == "emr.run_job_flow"
+    request = printed["request"]
+    assert request["ReleaseLabel"].startswith("emr-7.")
+    assert {"Spark", "Livy", "JupyterHub"} <= {app["Name"] for app in request["Applications"]}
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    action = request["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert action["Path"] == f"s3://{BUCKET}/fruits/bootstrap/install-fruits.sh"
+    assert action["Args"][1].startswith("fruits_emr-") and action["Args"][1].endswith(".whl")
+    configurations = {c["Classification"]: c for c in request["Configurations"]}
+    assert configurations["jupyter-s3-conf"]["Properties"] == {
+        "s3.persistence.enabled": "true", "s3.persistence.bucket": BUCKET}
+    assert configurations["jupyter-sparkmagic-conf"]["Properties"]["all_errors_are_fatal"] == "true"
+    assert configurations["jupyter-sparkmagic-conf"]["Properties"]["shutdown_session_on_spark_statement_errors"] == "true"
+    assert configurations["spark-env"]["Configurations"][0]["Properties"]["PYSPARK_PYTHON"].endswith("python3.11")
+    assert "livy.server.session.timeout" in configurations["livy-conf"]["Properties"]
+    groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
+    assert (groups["MASTER"]["InstanceCount"], groups["CORE"]["InstanceCount"], groups["TASK"]["InstanceCount"]) == (1, 2, 1)
+    assert groups["TASK"]["Market"] == "SPOT" and groups["CORE"]["Market"] == "ON_DEMAND"
+    assert request["Instances"]["Ec2KeyName"] == "fruits-key"
+    assert request["JobFlowRole"] != "EMR_EC2_DefaultRole", "use the bucket-scoped instance profile"
+    assert not [s for s in all_strings(request) if "0.0.0.0/0" in s or "${" in s]
+
+
+def test_run_dry_run_prints_a_papermill_step():
+    result = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "--input", f"s3://{BUCKET}/Test",
+                    "--output", f"s3://{BUCKET}/runs/one", "-p", "k", "50", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    request = json.loads(result.stdout)["request"]
+    step = request["Steps"][0]
+    assert request["JobFlowId"] == "j-TEST" and step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    script = step["HadoopJarStep"]["Args"][2]
+    assert "set -euo pipefail" in script and "-m fruits.cli run" in script
+    assert f"--output s3://{BUCKET}/runs/one" in script and "-p master yarn" in script and "-p k 50" in script
+
+
+def test_bucket_must_be_a_bare_name():
+    result = fruits("emr", "create-cluster", "--bucket", f"s3://{BUCKET}", "--dry-run")
+    assert result.returncode == 2 and "bare S3 bucket name" in result.stderr
+
+
+def test_iam_policy_is_scoped_to_the_project_bucket():
+    policy = json.loads((ROOT / "emr-config" / "iam-instance-policy.json").read_text())
+    for statement in policy["Statement"]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert all(r.startswith("arn:aws:s3:::${BUCKET}") for r in resources), resources
+        assert not any(a.endswith(":*") or a == "*" for a in statement["Action"])
+
+
+def test_shell_scripts_pass_shellcheck():
+    scripts = sorted(ROOT.glob("bootstrap/*.sh")) + [ROOT / ".ci" / "run"]
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    result = subprocess.run([str(shellcheck), *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_upload_writes_the_expected_keys(moto):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    result = fruits("emr", "upload", "--bucket", BUCKET)
+    assert result.returncode == 0, result.stderr[-2000:]
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {"fruits/dist/constraints.txt", "fruits/bootstrap/install-fruits.sh",
+            "fruits/emr-config/cluster.json", "fruits/emr-config/configurations.json",
+            "fruits/notebooks/01-featurize-local.py", "jupyter/jovyan/fruits/01-featurize-local.ipynb"} <= keys
+    assert any(k.startswith("fruits/dist/fruits_emr-") and k.endswith(".whl") for k in keys)
+
+
+def test_create_status_terminate_against_moto(moto):
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "k")
+    assert created.returncode == 0, created.stderr[-2000:]
+    cluster_id = created.stdout.split()[1]
+    status = fruits("emr", "status", "--cluster-id", cluster_id)
+    assert status.returncode == 0 and json.loads(status.stdout)["release"].startswith("emr-7.")
+    import boto3
+
+    actions = boto3.client("emr").list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
+    assert actions[0]["ScriptPath"].endswith("/bootstrap/install-fruits.sh")
+    assert fruits("emr", "terminate", "--cluster-id", cluster_id).returncode == 0
