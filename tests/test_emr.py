@@ -40,9 +40,10 @@ def moto(tmp_path_factory):
             assert time.time() < deadline and server.poll() is None, "moto server did not start"
             time.sleep(0.2)
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
+                                            "AWS_DEFAULT_REGION", "FSSPEC_S3_ENDPOINT_URL")}
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3"})
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
+                       "FSSPEC_S3_ENDPOINT_URL": endpoint})
     yield endpoint
     server.terminate()
     server.wait(timeout=10)
@@ -154,3 +155,50 @@ def test_create_status_terminate_against_moto(moto):
     actions = boto3.client("emr").list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
     assert actions[0]["ScriptPath"].endswith("/bootstrap/install-fruits.sh")
     assert fruits("emr", "terminate", "--cluster-id", cluster_id).returncode == 0
+
+
+def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
+    """Local Spark has no S3 connector: the library lists, reads and publishes through s3fs."""
+    import boto3
+    import pyarrow.parquet as pq
+    import s3fs
+
+    from fruits.demo_data import generate_demo_images
+
+    s3 = boto3.client("s3")
+    bucket = "fruits-roundtrip"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    images = generate_demo_images(tmp_path / "images", per_class=4, seed=5)
+    for path in images.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"images/{path.relative_to(images).as_posix()}")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    s3.upload_file(str(tmp_path / "broken.jpg"), bucket, "images/Synthetic Kiwi/broken.jpg")
+
+    result = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
+                    "-p", "weights", "random", "-p", "k", "4", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    fs = s3fs.S3FileSystem()
+    manifest = json.loads(fs.cat_file(f"{bucket}/runs/one/manifest.json"))
+    assert manifest["counts"] == {"input": 26, "images": 25, "featurized": 24, "rejected": 2,
+                                  "featurized_this_run": 24}
+    assert manifest["output_dir"] == f"s3://{bucket}/runs/one"
+    features = pq.read_table(f"{bucket}/runs/one/features", filesystem=fs)
+    assert features.num_rows == 24 and features.column("path")[0].as_py().startswith(f"s3://{bucket}/images/")
+    assert pq.read_table(f"{bucket}/runs/one/pca", filesystem=fs).num_rows == 24
+    assert fs.exists(f"{bucket}/runs/one/pca_model/metadata") and fs.exists(f"{bucket}/runs/one/report.html")
+    assert not [p for p in fs.ls(f"{bucket}/runs/one") if p.rsplit("/", 1)[1].startswith(".")]
+
+    s3.upload_file(str(next(images.rglob("*.jpg"))), bucket, "images/Synthetic Lime/extra.jpg")
+    again = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
+                   "-p", "weights", "random", "-p", "k", "4", "-p", "mode", "incremental", "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    grown = json.loads(fs.cat_file(f"{bucket}/runs/one/manifest.json"))
+    assert grown["counts"]["featurized_this_run"] == 1 and grown["counts"]["featurized"] == 25
+
+
+def test_unreachable_bucket_is_a_clear_error_before_spark(moto, tmp_path):
+    result = fruits("run", "--input", "s3://no-such-bucket-here/images", "--output", str(tmp_path / "out"),
+                    "-p", "weights", "random", "--quiet")
+    assert result.returncode == 1
+    assert "InputError: input_path 's3://no-such-bucket-here/images'" in result.stderr

@@ -40,6 +40,38 @@ def match_key(path: str) -> str:
     return _LOCAL_SCHEME.sub("", path) if path.startswith("file:") else path
 
 
+def spark_can_access(spark, path: str) -> bool:
+    """True if Spark's Hadoop layer has a file system for ``path``'s scheme.
+
+    EMR reads ``s3://`` natively; a local pyspark wheel has no S3 connector, and then
+    the library reads and writes S3 itself (fsspec/s3fs) instead of failing.
+    """
+    if "://" not in path or path.startswith("file:"):
+        return True
+    scheme = path.split("://", 1)[0]
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, spark.sparkContext._jsc.hadoopConfiguration())
+    except Exception:  # py4j wraps UnsupportedFileSystemException
+        return False
+    return True
+
+
+def _fetch_contents(batches):
+    """mapInPandas body: read each file's bytes with fsspec (None when it cannot be read)."""
+    import fsspec
+
+    for frame in batches:
+        contents = []
+        for path in frame["path"]:
+            try:
+                with fsspec.open(path, "rb") as handle:
+                    contents.append(handle.read())
+            except Exception:  # a vanished object or a denied read becomes a recorded rejection
+                contents.append(None)
+        yield frame.assign(content=contents)
+
+
 def read_images(spark, root: str, wanted: Sequence[InputFile]):
     """Load the ``wanted`` images under ``root`` as ``path``, ``label``, ``content`` rows.
 
@@ -59,6 +91,12 @@ def read_images(spark, root: str, wanted: Sequence[InputFile]):
     """
     from pyspark.sql import functions as F
 
+    if not spark_can_access(spark, root):
+        listed = spark.createDataFrame([(i.path, i.label) for i in wanted], "path string, label string")
+        partitions = max(1, min(len(wanted) // 64 + 1, 4 * spark.sparkContext.defaultParallelism))
+        fetched = listed.repartition(partitions).mapInPandas(
+            _fetch_contents, "path string, label string, content binary")
+        return fetched, []
     raw = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")

@@ -23,9 +23,9 @@ from fruits.engines import PreparedEngine, prepare_engine
 from fruits.featurize import choose_partitions, featurize
 from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
-from fruits.loading import read_images
+from fruits.loading import read_images, spark_can_access
 from fruits.manifest import package_versions, read_json, utc_now, write_json
-from fruits.publish import discard, publish, remove_stale_staging, staging_layout
+from fruits.publish import discard, publish, remove_stale_staging, staging_layout, upload
 from fruits.params import RunParams
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
@@ -165,6 +165,8 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     Nothing under ``output_dir`` changes until every output is written: a failed or
     interrupted run leaves the previous results as they were (see :mod:`fruits.publish`).
     """
+    if not spark_can_access(spark, prepared.layout.root):
+        return _execute_via_local_mirror(spark, prepared)
     final = prepared.layout
     remove_stale_staging(final)
     staged = staging_layout(final, prepared.run_id)
@@ -175,6 +177,38 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
         discard(staged)
         raise
     return RunResult(prepared=prepared, manifest=manifest, pca=pca)
+
+
+#: What an incremental run reads back from the previous run.
+_PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")
+
+
+def _execute_via_local_mirror(spark, prepared: PreparedRun) -> RunResult:
+    """Run against a local copy of a remote output folder, then upload it on success.
+
+    For Spark builds that cannot write the output's scheme (a local pyspark has no S3
+    connector). The previous run's outputs an incremental run needs are downloaded
+    first; the result's layout is the local mirror, so the report can read it.
+    """
+    import tempfile
+
+    import fsspec
+
+    remote = prepared.layout
+    mirror = OutputLayout(tempfile.mkdtemp(prefix="fruits-mirror-"))
+    remove_stale_staging(remote)
+    if prepared.previous is not None:
+        fs, root = fsspec.core.url_to_fs(remote.root)
+        for name in _PREVIOUS_OUTPUTS:
+            source = f"{root.rstrip('/')}/{name}"
+            if fs.exists(source):
+                fs.get(source, os.path.join(mirror.root, name), recursive=True)
+    result = execute(spark, dataclasses.replace(prepared, layout=mirror))
+    manifest = dict(result.manifest, output_dir=remote.root,
+                    outputs={name: getattr(remote, name) for name in ("features", "pca", "pca_model", "rejected")})
+    write_json(manifest, mirror.manifest)
+    upload(mirror, remote, prepared.run_id)
+    return RunResult(prepared=result.prepared, manifest=manifest, pca=result.pca)
 
 
 def _run(spark, prepared: PreparedRun, staged: OutputLayout):

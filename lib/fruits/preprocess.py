@@ -51,7 +51,9 @@ def load_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     ImageDecodeError
         Empty, truncated, unknown or oversized content, with the reason as message.
     """
-    if data is None or len(data) == 0:
+    if data is None:
+        raise ImageDecodeError("file could not be read from storage")
+    if len(data) == 0:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():

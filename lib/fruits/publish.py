@@ -44,21 +44,67 @@ def remove_stale_staging(final: OutputLayout) -> list[str]:
 
 
 def publish(staged: OutputLayout, final: OutputLayout, run_id: str) -> None:
-    """Replace ``final``'s outputs with ``staged``'s, the manifest last, then clean up."""
+    """Replace ``final``'s outputs with ``staged``'s (same file system), the manifest last."""
     fs, root = fsspec.core.url_to_fs(final.root)
     _, staged_root = fsspec.core.url_to_fs(staged.root)
+    _swap(fs, staged_root, root, run_id)
+    discard(staged)
+
+
+def upload(local: OutputLayout, final: OutputLayout, run_id: str) -> None:
+    """Publish a run written on local disk to a remote ``final`` (``s3://``) folder.
+
+    Used where Spark cannot write the remote scheme itself (a local pyspark without
+    an S3 connector): files go to a remote staging prefix first, then take the place
+    of the previous outputs, the manifest last.
+    """
+    import os
+
+    fs, root = fsspec.core.url_to_fs(final.root)
+    staged_root = f"{root.rstrip('/')}/{STAGING_PREFIX}{run_id}"
+    try:
+        for name in PUBLISHED:
+            source = os.path.join(local.root, name)
+            if os.path.isfile(source):
+                fs.put_file(source, f"{staged_root}/{name}")
+            elif os.path.isdir(source):
+                for folder, _, files in os.walk(source):
+                    for file_name in files:
+                        path = os.path.join(folder, file_name)
+                        relative = os.path.relpath(path, local.root).replace(os.sep, "/")
+                        fs.put_file(path, f"{staged_root}/{relative}")
+        _swap(fs, staged_root, root, run_id)
+    finally:
+        if fs.exists(staged_root):
+            fs.rm(staged_root, recursive=True)
+
+
+def _swap(fs, staged_root: str, root: str, run_id: str) -> None:
     previous = f"{root.rstrip('/')}/{PREVIOUS_PREFIX}{run_id}"
     fs.makedirs(previous, exist_ok=True)
     for name in PUBLISHED:
         current = f"{root.rstrip('/')}/{name}"
         if fs.exists(current):
-            fs.mv(current, f"{previous}/{name}", recursive=True)
+            _move(fs, current, f"{previous}/{name}")
     for name in PUBLISHED:
         source = f"{staged_root.rstrip('/')}/{name}"
         if fs.exists(source):
-            fs.mv(source, f"{root.rstrip('/')}/{name}", recursive=True)
-    fs.rm(previous, recursive=True)
-    discard(staged)
+            _move(fs, source, f"{root.rstrip('/')}/{name}")
+    if fs.exists(previous):
+        fs.rm(previous, recursive=True)
+
+
+def _move(fs, source: str, target: str) -> None:
+    """A rename on local disks (atomic); object by object (copy, delete) on object stores."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        fs.mv(source, target, recursive=True)
+        return
+    fs.invalidate_cache()
+    paths = fs.find(source) if fs.isdir(source) else [source]
+    for path in paths:
+        fs.mv(path, target + path[len(source):])
+    fs.invalidate_cache()
 
 
 def discard(staged: OutputLayout) -> None:
