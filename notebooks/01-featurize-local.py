@@ -62,7 +62,7 @@ print(prepared.weights.describe())
 # %% [markdown]
 # ## Spark session
 
-# %%
+# %% tags=["session"]
 from fruits.session import local_spark
 
 spark = local_spark(master, driver_memory=driver_memory)

@@ -28,8 +28,32 @@ NOISE = re.compile(
 )
 
 
+def in_kernel() -> bool:
+    """True inside an IPython kernel (Jupyter, papermill); False in Livy's remote interpreter."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _show(rich, text: str) -> None:
+    """Display ``rich`` in a kernel; print ``text`` where only text comes back (Livy)."""
+    if in_kernel():
+        from IPython.display import display
+
+        display(rich)
+    else:
+        print(text)
+
+
 def show_banners(banners: list[str]) -> None:
     """Display each warning as a red box; plain-text consoles (papermill's log) get ``WARNING:`` lines."""
+    if not in_kernel():
+        for banner in banners:
+            print(f"WARNING: {banner}")
+        return
     from IPython.display import display
 
     for banner in banners:
@@ -41,7 +65,11 @@ def show_banners(banners: list[str]) -> None:
 
 
 def show_figure(fig) -> None:
-    """Display a matplotlib ``Figure`` as an embedded PNG."""
+    """Display a matplotlib ``Figure`` as an embedded PNG (outside a kernel, name it instead)."""
+    if not in_kernel():
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()] or [fig.get_suptitle()]
+        print(f"[figure not shown in this kernel: {titles[0]}]")
+        return
     from IPython.display import Image, display
 
     buffer = io.BytesIO()
@@ -51,31 +79,37 @@ def show_figure(fig) -> None:
 
 def show_table(frame, *, empty: str) -> None:
     """Display a table, or the sentence ``empty`` when it has no rows."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown
 
-    display(frame if len(frame) else Markdown(f"*{empty}*"))
+    if len(frame):
+        _show(frame, frame.to_string())
+    else:
+        _show(Markdown(f"*{empty}*"), empty)
 
 
 def show_evaluation(manifest: Mapping[str, Any]) -> None:
     """Classifier scores, the k sweep (table and curve), confused pairs and weakest classes."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown
 
     from fruits import plots
     from fruits.evaluate import sweep_frame
 
+    def say(text: str) -> None:
+        _show(Markdown(text), text)
+
     evaluation = manifest.get("evaluation")
     if not evaluation:
-        display(Markdown("*No evaluation in this run: set `train_path` to a labelled training set "
-                         "(class sub-folders) to score the features with a classifier.*"))
+        say("*No evaluation in this run: set `train_path` to a labelled training set "
+            "(class sub-folders) to score the features with a classifier.*")
         return
-    display(Markdown(
+    say((
         f"Logistic regression fitted on the PCA features of **{evaluation['train_images']}** training "
         f"images ({evaluation['train_path']}), scored on **{evaluation['test_images_scored']}** images of "
         f"this run over **{evaluation['classes_scored']}** classes: accuracy "
         f"**{evaluation['accuracy']:.2%}**, macro-F1 **{evaluation['macro_f1']:.3f}** at k = {evaluation['k']}."
     ))
     if evaluation["test_only_classes"] or evaluation["train_only_classes"]:
-        display(Markdown(
+        say((
             f"Not scored: {len(evaluation['test_only_classes'])} classes of this run absent from the "
             f"training set ({evaluation['test_images_not_scored']} images: "
             f"{', '.join(evaluation['test_only_classes']) or '-'}); "
@@ -83,14 +117,15 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
             f"({', '.join(evaluation['train_only_classes']) or '-'})."
         ))
     sweep = sweep_frame(evaluation)
-    display(sweep.style.format({"cumulative_variance": "{:.3f}", "accuracy": "{:.2%}", "macro_f1": "{:.3f}"}))
+    _show(sweep.style.format({"cumulative_variance": "{:.3f}", "accuracy": "{:.2%}", "macro_f1": "{:.3f}"}),
+          sweep.to_string())
     show_figure(plots.accuracy_by_k(sweep, evaluation["k"]))
     import pandas as pd
 
     pairs = pd.DataFrame(evaluation["most_confused"])
     show_table(pairs, empty="No image was confused with another class.")
     weakest = pd.Series(evaluation["per_class_accuracy"], name="accuracy").sort_values().head(15)
-    display(weakest.to_frame().style.format("{:.2%}"))
+    _show(weakest.to_frame().style.format("{:.2%}"), weakest.to_string())
 
 
 def summary_table(manifest: Mapping[str, Any]):

@@ -1,0 +1,124 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: PySpark
+#     language: python
+#     name: pysparkkernel
+# ---
+
+# %% [markdown]
+# # Fruits! — MobileNetV2 features and their PCA, on AWS EMR
+#
+# The cloud variant of `01-featurize-local`, for JupyterHub's PySpark (Livy) kernel on an
+# EMR cluster created by `fruits emr create-cluster` (the bootstrap action installed the
+# `fruits` library on every node). Images and results live in S3; the cells below the
+# session are the same library calls as the local notebook. For a rendered HTML report,
+# run the local notebook on the cluster headlessly: `fruits emr run`. In this kernel,
+# figures are not displayed (Livy returns text): their data tables are printed instead.
+
+# %% tags=["session"]
+# %%configure -f
+{"driverMemory": "4g", "executorMemory": "4g", "executorCores": 2, "numExecutors": 6,
+ "conf": {"spark.sql.execution.arrow.maxRecordsPerBatch": "256", "spark.python.worker.reuse": "true"}}
+
+# %% tags=["parameters"]
+input_path = "s3://my-fruits-bucket/fruits/Test"  # S3 folder of class sub-folders
+output_dir = "s3://my-fruits-bucket/fruits/runs/test"  # receives features/, pca/, pca_model/, rejected/, manifest.json
+weights = "imagenet"  # "imagenet" (Keras downloads it on the driver), or an s3:// path to a .h5 file
+k = 50  # PCA components kept
+variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
+engine = "onnx"  # "onnx" (default, equal to Keras), "keras" (reference), "tflite" (int8 phone model)
+batch_size = 32  # images per network call inside a task (bounds worker memory)
+partitions = None  # Spark partitions for featurization; None: from the image count
+threads_per_task = 1  # network threads per Spark task
+mode = "error"  # "overwrite" replaces a run in output_dir, "incremental" adds new images to it
+pca = "refit"  # "reuse": incremental runs keep the previous PCA model
+image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
+train_path = None  # labelled training set in S3: score the features with a classifier
+seed = 0  # random weights and sample images
+
+# %% [markdown]
+# ## Checks before Spark starts
+# Parameters, input folder, output folder and weights are checked here; a mistake stops
+# the run before any Spark job.
+
+# %%
+from fruits import explore, plots
+from fruits.params import RunParams
+from fruits.pipeline import execute, prepare
+from fruits.report import show_banners, show_evaluation, show_figure, show_table, summary_table
+
+prepared = prepare(RunParams.from_namespace(globals()))
+show_banners(prepared.banners)
+print(f"{prepared.listing.total} files in {prepared.input_path}: "
+      f"{len(prepared.listing.images)} images in {len(prepared.listing.labels())} classes")
+print(prepared.weights.describe())
+
+# %% [markdown]
+# ## Spark session
+# The PySpark kernel provides `spark`. Its resources are set by the `%%configure` cell at
+# the top.
+
+# %% tags=["session"]
+spark.version
+
+# %% [markdown]
+# ## Featurize, reduce, write
+
+# %%
+result = execute(spark, prepared)
+summary_table(result.manifest)
+
+# %% [markdown]
+# ## Images per class
+
+# %%
+show_figure(plots.class_counts(explore.class_counts(spark, result.layout)))
+
+# %% [markdown]
+# ## Sample images
+
+# %%
+show_figure(plots.sample_grid(explore.sample_images(prepared.listing, count=16, seed=seed)))
+
+# %% [markdown]
+# ## Explained variance
+
+# %%
+show_figure(plots.variance_curve(result.pca.spectrum, result.pca.k, variance_target=variance_target))
+
+# %% [markdown]
+# ## The images on the first two principal components
+
+# %%
+show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
+
+# %% [markdown]
+# ## Are the features any good?
+# With `train_path`, a logistic regression is trained on the PCA features of a labelled
+# training set and scored on this run's images, for k and for a sweep of k.
+
+# %%
+show_evaluation(result.manifest)
+
+# %% [markdown]
+# ## Rejected files
+# Every file that was given but not featurized, with the reason (first 50).
+
+# %%
+show_table(explore.rejected(spark, result.layout, limit=50), empty="No file was rejected.")
+
+# %% [markdown]
+# ## Timings
+
+# %%
+show_figure(plots.timings(explore.timings(result.manifest), images_per_second=result.manifest["images_per_second"]))
