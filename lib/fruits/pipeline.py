@@ -25,7 +25,7 @@ from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images, spark_can_access
 from fruits.manifest import package_versions, read_json, utc_now, write_json
-from fruits.publish import discard, publish, remove_stale_staging, staging_layout, upload
+from fruits.publish import discard, publish, remove_path, remove_stale_staging, staging_layout, upload
 from fruits.params import RunParams
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
@@ -242,7 +242,7 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
     with timer.stage("write"):
         project(pca.model, features).write.mode("overwrite").parquet(staged.pca)
         pca.model.write().overwrite().save(staged.pca_model)
-        _remove(staged.staging)
+        remove_path(staged.staging)
     evaluation = None
     if prepared.train_listing is not None:
         spark.sparkContext.setJobDescription("fruits: evaluation")
@@ -313,7 +313,7 @@ def _evaluate(spark, prepared: PreparedRun, staged: OutputLayout, features, pca:
     result = evaluate(spark.read.parquet(staged.train_features), features, pca.model,
                       spectrum=pca.spectrum, seed=prepared.params.seed)
     result.classifier.write().overwrite().save(staged.classifier)
-    _remove(staged.staging)
+    remove_path(staged.staging)
     return {"train_path": train.root, "train_files": train.total, "train_rejected": train_rejected,
             "labels": result.labels, **result.metrics}
 
@@ -373,10 +373,3 @@ def _exists(path: str) -> bool:
     fs, fs_path = fsspec.core.url_to_fs(path)
     return fs.exists(fs_path)
 
-
-def _remove(path: str) -> None:
-    import fsspec
-
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    if fs.exists(fs_path):
-        fs.rm(fs_path, recursive=True)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 
+import fsspec
+
 from fruits.engines import prepare_engine
 from fruits.featurize import choose_partitions, featurize
 from fruits.layout import OutputLayout
 from fruits.listing import list_inputs
 from fruits.loading import read_images
 from fruits.manifest import read_json, utc_now, write_json
-from fruits.publish import discard, publish, staging_layout
+from fruits.publish import discard, publish, remove_path, staging_layout
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
 
 
@@ -69,7 +71,8 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             "their features would not match its PCA. Pass the run's weights with --weights."
         )
     out = OutputLayout(output_dir.rstrip("/"))
-    if os.path.exists(out.manifest) and not overwrite:
+    fs, manifest_path = fsspec.core.url_to_fs(out.manifest)
+    if fs.exists(manifest_path) and not overwrite:
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
     listing = list_inputs(input_path)
     engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"])
@@ -77,7 +80,8 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     staged = staging_layout(out, run_id)
     try:
         images, not_read = read_images(spark, listing.root, listing.images)
-        featurize(images, engine, batch_size=manifest["engine"]["batch_size"], threads_per_task=1,
+        featurize(images, engine, batch_size=manifest["engine"]["batch_size"],
+                  threads_per_task=manifest["engine"]["threads_per_task"],
                   partitions=choose_partitions(spark, len(listing.images), None)
                   ).write.mode("overwrite").parquet(staged.staging)
         raw = spark.read.parquet(staged.staging)
@@ -106,11 +110,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             "counts": {"input": listing.total, "projected": count,
                        "rejected": spark.read.parquet(staged.rejected).count()},
         }
-        spark.read.parquet(staged.staging).unpersist()
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(staged.staging)
-        fs.rm(path, recursive=True)
+        remove_path(staged.staging)
         write_json(document, staged.manifest)
         publish(staged, out, run_id)
     except BaseException:

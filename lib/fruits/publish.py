@@ -109,6 +109,11 @@ def _move(fs, source: str, target: str) -> None:
 
 def discard(staged: OutputLayout) -> None:
     """Remove a staging folder (after publishing, or after a failure)."""
-    fs, root = fsspec.core.url_to_fs(staged.root)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
+    remove_path(staged.root)
+
+
+def remove_path(path: str) -> None:
+    """Delete a file or folder, local or remote, if it exists."""
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    if fs.exists(fs_path):
+        fs.rm(fs_path, recursive=True)
