@@ -75,7 +75,8 @@ def test_real_slice_through_papermill(real_images, real_weights, tmp_path, spark
                     "-p", "weights", str(real_weights), "-p", "k", "50", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"input": 200, "images": 200, "featurized": 200, "rejected": 0}
+    assert manifest["counts"] == {"input": 200, "images": 200, "featurized": 200, "rejected": 0,
+                                  "featurized_this_run": 200}
     assert manifest["weights"]["random"] is False and manifest["demo"] is False
     assert manifest["k"] == 50 and len(manifest["explained_variance"]) == 50
     assert 0 < manifest["cumulative_variance_at_k"] <= 1

@@ -44,7 +44,7 @@ def test_outputs_have_the_documented_schemas(spark, finished_run):
 def test_every_file_is_featurized_or_rejected_with_a_reason(spark, finished_run):
     prepared, result = finished_run
     counts = result.manifest["counts"]
-    assert counts == {"input": 33, "images": 31, "featurized": 30, "rejected": 3}
+    assert counts == {"input": 33, "images": 31, "featurized": 30, "rejected": 3, "featurized_this_run": 30}
     rejected = {row.path.rsplit("/", 1)[1]: row.reason for row in spark.read.parquet(result.layout.rejected).collect()}
     assert set(rejected) == {"broken.jpg", "empty.png", "SYNTHETIC-DATA.txt"}
     assert rejected["empty.png"] == "empty file (0 bytes)"
