@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from fruits import emr
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "fruits-test-bucket"

@@ -103,9 +103,9 @@ def resolve_parameters(args, declared: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown parameter {name!r}; the notebook takes: {', '.join(declared)}")
         parameters[name] = parse_value(text)
     if args.input is not None:
-        parameters["input_path"] = _absolute(args.input)
+        parameters["input_path"] = config.absolute_location(args.input)
     output = args.output or parameters.get("output_dir") or str(config.default_output_dir())
-    parameters["output_dir"] = _absolute(output)
+    parameters["output_dir"] = config.absolute_location(output)
     for name in ("weights",):
         value = parameters.get(name)
         if isinstance(value, str) and os.path.exists(value):
@@ -160,7 +160,7 @@ def project_command_line(args) -> int:
 
     spark = local_spark(args.master, app_name="fruits-project")
     try:
-        document = project_images(spark, _absolute(args.model), _absolute(args.input), _absolute(args.output),
+        document = project_images(spark, config.absolute_location(args.model), config.absolute_location(args.input), config.absolute_location(args.output),
                                   weights=args.weights, overwrite=args.overwrite)
     except (ValueError, InputError, MissingWeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -211,10 +211,6 @@ def _banners(layout: OutputLayout) -> list[str]:
     if manifest.get("weights", {}).get("random"):
         notes.append(RANDOM_WARNING)
     return notes
-
-
-def _absolute(path: str) -> str:
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 if __name__ == "__main__":  # pragma: no cover

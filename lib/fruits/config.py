@@ -75,3 +75,14 @@ def keras_cache_dir() -> Path:
     """Keras' own download cache (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
     keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     return Path(keras_home) / "models"
+
+
+def absolute_location(path: str) -> str:
+    """URIs (``s3://...``) as given; local paths made absolute (``~`` expanded).
+
+    Examples
+    --------
+    >>> absolute_location("s3://bucket/run")
+    's3://bucket/run'
+    """
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))

@@ -25,7 +25,7 @@ from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images, spark_can_access
 from fruits.manifest import package_versions, read_json, utc_now, write_json
-from fruits.publish import discard, publish, remove_path, remove_stale_staging, staging_layout, upload
+from fruits.publish import discard, path_exists, publish, remove_path, remove_stale_staging, staging_layout, upload
 from fruits.params import RunParams
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
@@ -91,13 +91,13 @@ def prepare(params: RunParams) -> PreparedRun:
     if params.is_demo:
         input_path = str(generate_demo_images(config.demo_data_dir(), seed=params.seed))
     else:
-        input_path = _absolute(params.input_path)
-    output_dir = _absolute(params.output_dir)
+        input_path = config.absolute_location(params.input_path)
+    output_dir = config.absolute_location(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
     listing = list_inputs(input_path)
     train_listing = None
     if params.train_path is not None:
-        train_path = _absolute(params.train_path)
+        train_path = config.absolute_location(params.train_path)
         if _is_within(output_dir, train_path):
             raise ValueError(f"output_dir {output_dir!r} is inside train_path {train_path!r}")
         train_listing = list_inputs(train_path)
@@ -108,10 +108,10 @@ def prepare(params: RunParams) -> PreparedRun:
     engine = prepare_engine(params.engine, weights, input_size=params.image_size)
     layout = OutputLayout(output_dir)
     previous = None
-    if params.mode == "incremental" and _exists(layout.manifest):
+    if params.mode == "incremental" and path_exists(layout.manifest):
         previous = read_json(layout.manifest)
         incremental.check_compatible(previous, engine.sha256, params.image_size)
-        if not _exists(layout.inventory):
+        if not path_exists(layout.inventory):
             raise ValueError(
                 f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
                 "use mode='overwrite' once."
@@ -137,7 +137,7 @@ def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:
             "would be read as input by the next run. Choose a folder outside the input."
         )
     layout = OutputLayout(output_dir)
-    if mode == "error" and (_exists(layout.manifest) or _exists(layout.features)):
+    if mode == "error" and (path_exists(layout.manifest) or path_exists(layout.features)):
         raise ValueError(
             f"output_dir {output_dir!r} already holds a run. Pass mode='overwrite' "
             "(-p mode overwrite) to replace it, mode='incremental' to add new images to it, "
@@ -358,18 +358,9 @@ def _write_features(spark, prepared: PreparedRun, increment, not_read, staged: O
     return counts, dict(sorted(by_reason.items()))
 
 
-def _absolute(path: str) -> str:
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
-
-
 def _is_within(child: str, parent: str) -> bool:
     child, parent = child.rstrip("/"), parent.rstrip("/")
     return child == parent or child.startswith(parent + "/")
 
 
-def _exists(path: str) -> bool:
-    import fsspec
-
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    return fs.exists(fs_path)
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 
-import fsspec
-
 from fruits.engines import prepare_engine
 from fruits.featurize import choose_partitions, featurize
 from fruits.layout import OutputLayout
 from fruits.listing import list_inputs
 from fruits.loading import read_images
 from fruits.manifest import read_json, utc_now, write_json
-from fruits.publish import discard, publish, remove_path, staging_layout
+from fruits.publish import discard, path_exists, publish, remove_path, staging_layout
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
 
 
@@ -71,8 +69,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             "their features would not match its PCA. Pass the run's weights with --weights."
         )
     out = OutputLayout(output_dir.rstrip("/"))
-    fs, manifest_path = fsspec.core.url_to_fs(out.manifest)
-    if fs.exists(manifest_path) and not overwrite:
+    if path_exists(out.manifest) and not overwrite:
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
     listing = list_inputs(input_path)
     engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"])

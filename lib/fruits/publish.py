@@ -112,6 +112,12 @@ def discard(staged: OutputLayout) -> None:
     remove_path(staged.root)
 
 
+def path_exists(path: str) -> bool:
+    """True if a local path or fsspec URL exists."""
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    return fs.exists(fs_path)
+
+
 def remove_path(path: str) -> None:
     """Delete a file or folder, local or remote, if it exists."""
     fs, fs_path = fsspec.core.url_to_fs(path)
