@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from typing import Sequence
 
 from fruits.engines import PreparedEngine, build_predictor
 from fruits.udf import make_feature_udf
+
+#: Schema of ``rejected/``: every file given but not featurized, with the reason.
+REJECTED_SCHEMA = "path string, reason string"
 
 #: Images per Spark partition when the run does not fix the partition count: enough
 #: to amortise task overhead, small enough to spread over every core.
@@ -78,3 +83,34 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
     spread = spread_over(images_df, partitions)
     result = spread.select("path", "label", udf("content").alias("result"))
     return result.select("path", "label", "result.features", "result.error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What became of a set of images: ``features`` (path, label, features) and ``rejected`` (path, reason)."""
+
+    features: object
+    rejected: object
+
+
+def featurize_and_split(images_df, not_read: Sequence[tuple[str, str]], engine: PreparedEngine, *,
+                        skipped: Sequence[tuple[str, str]], raw_path: str, batch_size: int,
+                        threads_per_task: int, partitions: int) -> Outcome:
+    """Featurize once, writing the UDF's output to ``raw_path``, and split it by outcome.
+
+    The network runs exactly once per image: both frames read the Parquet at ``raw_path``.
+    ``rejected`` holds the decode failures plus ``skipped`` (files the listing set aside)
+    and ``not_read`` (listed images Spark did not return), so every file is accounted for.
+    """
+    from pyspark.sql import functions as F
+
+    featurize(images_df, engine, batch_size=batch_size, threads_per_task=threads_per_task,
+              partitions=partitions).write.mode("overwrite").parquet(raw_path)
+    spark = images_df.sparkSession
+    raw = spark.read.parquet(raw_path)
+    recorded = spark.createDataFrame(list(skipped) + list(not_read), REJECTED_SCHEMA)
+    return Outcome(
+        features=raw.where(F.col("error").isNull()).select("path", "label", "features"),
+        rejected=recorded.unionByName(
+            raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason"))),
+    )

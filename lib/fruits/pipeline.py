@@ -20,7 +20,7 @@ import uuid
 from fruits import config, incremental
 from fruits.demo_data import generate_demo_images
 from fruits.engines import PreparedEngine, prepare_engine
-from fruits.featurize import choose_partitions, featurize
+from fruits.featurize import choose_partitions, featurize_and_split
 from fruits.layout import OutputLayout
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images, spark_can_access
@@ -31,8 +31,6 @@ from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
 from fruits.timing import StageTimer
 from fruits.weights import RANDOM_WARNING, ResolvedWeights, resolve_tflite, resolve_weights
-
-REJECTED_SCHEMA = "path string, reason string"
 
 
 @dataclasses.dataclass
@@ -220,15 +218,12 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
     partitions = choose_partitions(spark, max(1, len(increment.to_process)), params.partitions)
     spark.sparkContext.setJobDescription(f"fruits: featurize {len(increment.to_process)} images")
     with timer.stage("featurize"), spark_progress(spark, "featurize"):
-        featurize(
-            images,
-            prepared.engine,
-            batch_size=params.batch_size,
-            threads_per_task=params.threads_per_task,
-            partitions=partitions,
-        ).write.mode("overwrite").parquet(staged.staging)
+        outcome = featurize_and_split(
+            images, not_read, prepared.engine, skipped=listing.skipped, raw_path=staged.staging,
+            batch_size=params.batch_size, threads_per_task=params.threads_per_task, partitions=partitions,
+        )
     with timer.stage("write"):
-        counts, rejected_by_reason = _write_features(spark, prepared, increment, not_read, staged)
+        counts, rejected_by_reason = _write_features(spark, prepared, increment, outcome, not_read, staged)
     features = spark.read.parquet(staged.features)
     spark.sparkContext.setJobDescription("fruits: PCA")
     with timer.stage("pca"), spark_progress(spark, "pca"):
@@ -296,20 +291,17 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
 
 def _evaluate(spark, prepared: PreparedRun, staged: OutputLayout, features, pca: PcaResult) -> dict:
     """Featurize the training set with the same engine, then fit and score the classifier."""
-    from pyspark.sql import functions as F
-
     from fruits.evaluate import evaluate
 
-    train = prepared.train_listing
+    train, params = prepared.train_listing, prepared.params
     images, not_read = read_images(spark, train.root, train.images)
-    featurize(images, prepared.engine, batch_size=prepared.params.batch_size,
-              threads_per_task=prepared.params.threads_per_task,
-              partitions=choose_partitions(spark, len(train.images), prepared.params.partitions),
-              ).write.mode("overwrite").parquet(staged.staging)
-    raw = spark.read.parquet(staged.staging)
-    raw.where(F.col("error").isNull()).select("path", "label", "features") \
-        .write.mode("overwrite").parquet(staged.train_features)
-    train_rejected = raw.where(F.col("error").isNotNull()).count() + len(not_read) + len(train.skipped)
+    outcome = featurize_and_split(
+        images, not_read, prepared.engine, skipped=train.skipped, raw_path=staged.staging,
+        batch_size=params.batch_size, threads_per_task=params.threads_per_task,
+        partitions=choose_partitions(spark, len(train.images), params.partitions),
+    )
+    outcome.features.write.mode("overwrite").parquet(staged.train_features)
+    train_rejected = outcome.rejected.count()
     result = evaluate(spark.read.parquet(staged.train_features), features, pca.model,
                       spectrum=pca.spectrum, seed=prepared.params.seed)
     result.classifier.write().overwrite().save(staged.classifier)
@@ -318,19 +310,13 @@ def _evaluate(spark, prepared: PreparedRun, staged: OutputLayout, features, pca:
             "labels": result.labels, **result.metrics}
 
 
-def _write_features(spark, prepared: PreparedRun, increment, not_read, staged: OutputLayout):
-    """Split the UDF's raw output into ``features/`` and ``rejected/``, add what is carried over,
-    write the inventory, and check that every file given is accounted for exactly once."""
+def _write_features(spark, prepared: PreparedRun, increment, outcome, not_read, staged: OutputLayout):
+    """Write ``features/`` and ``rejected/`` with what is carried over, write the inventory,
+    and check that every file given is accounted for exactly once."""
     from pyspark.sql import functions as F
 
     listing, final = prepared.listing, prepared.layout
-    raw = spark.read.parquet(staged.staging)
-    new_features = raw.where(F.col("error").isNull()).select("path", "label", "features")
-    recorded = spark.createDataFrame(list(listing.skipped) + list(not_read), REJECTED_SCHEMA)
-    rejected = recorded.unionByName(
-        raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason"))
-    )
-    features = new_features
+    features, rejected = outcome.features, outcome.rejected
     if increment.unchanged:
         features = features.unionByName(incremental.carried_over(spark, final.features, increment.unchanged))
         rejected = rejected.unionByName(incremental.carried_over(spark, final.rejected, increment.unchanged))
@@ -349,7 +335,7 @@ def _write_features(spark, prepared: PreparedRun, increment, not_read, staged: O
     }
     counts = {"input": listing.total, "images": len(listing.images), "featurized": featurized,
               "rejected": sum(by_reason.values()),
-              "featurized_this_run": spark.read.parquet(staged.staging).where(F.col("error").isNull()).count()}
+              "featurized_this_run": outcome.features.count()}
     if counts["featurized"] + counts["rejected"] != counts["input"]:
         raise RuntimeError(
             f"counts do not reconcile: {counts['input']} input files, {featurized} featurized, "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from fruits.engines import prepare_engine
-from fruits.featurize import choose_partitions, featurize
+from fruits.featurize import choose_partitions, featurize_and_split
 from fruits.layout import OutputLayout
 from fruits.listing import list_inputs
 from fruits.loading import read_images
@@ -77,12 +77,12 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     staged = staging_layout(out, run_id)
     try:
         images, not_read = read_images(spark, listing.root, listing.images)
-        featurize(images, engine, batch_size=manifest["engine"]["batch_size"],
-                  threads_per_task=manifest["engine"]["threads_per_task"],
-                  partitions=choose_partitions(spark, len(listing.images), None)
-                  ).write.mode("overwrite").parquet(staged.staging)
-        raw = spark.read.parquet(staged.staging)
-        projected = project(PCAModel.load(run.pca_model), raw.where(F.col("error").isNull()))
+        outcome = featurize_and_split(
+            images, not_read, engine, skipped=listing.skipped, raw_path=staged.staging,
+            batch_size=manifest["engine"]["batch_size"], threads_per_task=manifest["engine"]["threads_per_task"],
+            partitions=choose_partitions(spark, len(listing.images), None),
+        )
+        projected = project(PCAModel.load(run.pca_model), outcome.features)
         labels = (manifest.get("evaluation") or {}).get("labels")
         if labels and os.path.exists(run.classifier):
             from pyspark.ml.functions import array_to_vector
@@ -96,9 +96,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
                 F.array_max(vector_to_array("probability")).alias("probability"),
             )
         projected.write.mode("overwrite").parquet(staged.projected)
-        rejected = spark.createDataFrame(list(listing.skipped) + list(not_read), "path string, reason string") \
-            .unionByName(raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason")))
-        rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
+        outcome.rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
         count = spark.read.parquet(staged.projected).count()
         document = {
             "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"],
