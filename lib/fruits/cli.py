@@ -64,11 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fruits import emr_commands
 
     emr_commands.add_parser(commands)
-    tunnel = commands.add_parser("tunnel", help="SSH tunnel to JupyterHub on the EMR primary node")
-    tunnel.add_argument("--key", required=True, help="EC2 key pair's private key (.pem), chmod 400")
-    tunnel.add_argument("--host", required=True, help="primary node's public DNS name")
-    tunnel.add_argument("--port", type=int, default=9443, help="local port (default 9443)")
-    tunnel.add_argument("--dry-run", action="store_true", help="print the ssh command, do not run it")
+    from fruits import tunnel
+
+    tunnel.add_parser(commands)
     return parser
 
 
@@ -173,18 +171,9 @@ def project_command_line(args) -> int:
 
 
 def tunnel_command_line(args) -> int:
-    from fruits.tunnel import tunnel_command
+    from fruits.tunnel import run_command as run_tunnel  # SSM port forward by default, SSH opt-in
 
-    try:
-        command = tunnel_command(args.key, args.host, local_port=args.port)
-    except (PermissionError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(" ".join(shlex.quote(part) for part in command))
-    print(f"Then open https://localhost:{args.port} (JupyterHub's certificate is self-signed).")
-    if args.dry_run:
-        return EXIT_OK
-    return subprocess.call(command)
+    return run_tunnel(args)
 
 
 def _deliver(local: str, target: str) -> None:

@@ -70,8 +70,17 @@ def wheel_name(version: str) -> str:
 
 def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str | None = None,
                          subnet_id: str | None = None, spot_task: bool = False,
-                         idle_timeout: int = 3600) -> dict:
-    """The ``emr.run_job_flow`` request: cluster.json with configurations.json and our options."""
+                         idle_timeout: int = 3600,
+                         additional_master_security_groups: list[str] | None = None) -> dict:
+    """The ``emr.run_job_flow`` request: cluster.json with configurations.json and our options.
+
+    The roles are the project's own (``fruits emr setup``), and the cluster carries the tag
+    ``for-use-with-amazon-emr-managed-policies=true`` without which ``AmazonEMRServicePolicy_v2``
+    may not launch anything
+    (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role.html). No inbound rule is
+    added unless ``additional_master_security_groups`` names one (``--ssh-from``, see
+    ``fruits.emr_access``).
+    """
     check_bucket(bucket)
     if not 60 <= idle_timeout <= 604800:
         raise ValueError(f"idle_timeout must be between 60 and 604800 seconds, got {idle_timeout}")
@@ -83,6 +92,8 @@ def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str 
         request["Instances"]["Ec2KeyName"] = key_name
     if subnet_id:
         request["Instances"]["Ec2SubnetId"] = subnet_id
+    if additional_master_security_groups:
+        request["Instances"]["AdditionalMasterSecurityGroups"] = list(additional_master_security_groups)
     if spot_task:
         for group in request["Instances"]["InstanceGroups"]:
             if group["InstanceRole"] == "TASK":

@@ -1,4 +1,4 @@
-"""``fruits emr upload | create-cluster | run | status | terminate``.
+"""``fruits emr setup | upload | create-cluster | run | status | terminate``.
 
 Every command takes ``--dry-run``: it prints the exact API requests as JSON and
 touches nothing. Credentials and region come from the standard AWS environment
@@ -12,11 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fruits import __version__, emr
+from fruits import __version__, emr, emr_access
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("emr", help="AWS EMR: upload, create-cluster, run, status, terminate")
+    parser = commands.add_parser("emr", help="AWS EMR: setup, upload, create-cluster, run, status, terminate")
     verbs = parser.add_subparsers(dest="emr_command", required=True)
 
     def verb(name: str, help_text: str):
@@ -30,10 +30,21 @@ def add_parser(commands) -> None:
     for sub in (upload, create, run):
         sub.add_argument("--bucket", required=True, help="bucket name (not a URI)")
         sub.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
-    create.add_argument("--key-name", help="EC2 key pair for SSH (tunnel) access")
+    create.add_argument("--key-name", help="EC2 key pair, only for opt-in SSH (--ssh-from)")
     create.add_argument("--subnet-id", help="subnet to launch in (a private subnet with SSM is best)")
     create.add_argument("--spot-task", action="store_true", help="buy the task node on the spot market")
     create.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle seconds")
+    create.add_argument("--ssh-from", metavar="CIDR",
+                        help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at most "
+                             "a /24); needs --key-name and --subnet-id. Default: no inbound rule, use fruits tunnel")
+    setup = verb("setup", "create the project's IAM roles and instance profile (idempotent)")
+    setup.add_argument("--bucket", required=True, help="the one bucket the cluster instances may use")
+    setup.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
+    setup.add_argument("--subnet-id", help="also tag this subnet and its VPC for AmazonEMRServicePolicy_v2")
+    setup.add_argument("--account-id", help="account id for the policies (default: from STS)")
+    setup.add_argument("--print-policy", choices=["caller", "setup"],
+                       help="print the IAM policy a cluster user (caller) or the administrator running "
+                            "setup needs, rendered for this bucket and account; change nothing")
     run.add_argument("--cluster-id", required=True)
     run.add_argument("--input", required=True, help="s3:// folder of class sub-folders")
     run.add_argument("--output", required=True, help="s3:// output folder")
@@ -57,6 +68,8 @@ def _show(operation: str, request) -> None:
 def _dispatch(args) -> int:
     from fruits.cli import parse_value
 
+    if args.emr_command == "setup":
+        return _setup(args)
     if args.emr_command == "upload":
         with tempfile.TemporaryDirectory() as scratch:
             wheel = emr.build_wheel(Path(scratch))
@@ -71,17 +84,31 @@ def _dispatch(args) -> int:
                 print(f"uploaded s3://{args.bucket}/{request['Key']}")
         return 0
     if args.emr_command == "create-cluster":
+        ssh_cidr = ssh_group = None
+        if args.ssh_from:
+            ssh_cidr = emr_access.check_ssh_options(ssh_from=args.ssh_from, subnet_id=args.subnet_id,
+                                                    key_name=args.key_name)
+            ssh_group = emr_access.group_placeholder(args.subnet_id)
         request = emr.run_job_flow_request(
             bucket=args.bucket, prefix=args.prefix, wheel=emr.wheel_name(__version__),
             key_name=args.key_name, subnet_id=args.subnet_id, spot_task=args.spot_task,
-            idle_timeout=args.idle_timeout)
+            idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None)
         if args.dry_run:
-            _show("emr.run_job_flow", request)
+            if ssh_cidr:  # several calls: one JSON list of {"operation", "request"}
+                print(json.dumps(emr_access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr)
+                                 + [{"operation": "emr.run_job_flow", "request": request}], indent=2))
+            else:
+                _show("emr.run_job_flow", request)
             return 0
+        if ssh_cidr:
+            group_id = emr_access.ensure_ssh_group(emr.client("ec2"), subnet_id=args.subnet_id, cidr=ssh_cidr)
+            request["Instances"]["AdditionalMasterSecurityGroups"] = [group_id]
         cluster_id = emr.client("emr").run_job_flow(**request)["JobFlowId"]
         print(f"cluster {cluster_id} starting; it terminates itself after {args.idle_timeout} s idle.")
-        print(f"When it is WAITING: fruits emr status --cluster-id {cluster_id}, then "
-              "fruits tunnel --key KEY.pem --host PRIMARY_DNS and open https://localhost:9443")
+        print(f"When it is WAITING (fruits emr status --cluster-id {cluster_id}): "
+              f"fruits tunnel --cluster-id {cluster_id}, then open https://localhost:9443")
+        if ssh_cidr:
+            print(f"SSH is open from {ssh_cidr} only: fruits tunnel --key KEY.pem --host PRIMARY_DNS")
         return 0
     if args.emr_command == "run":
         request = emr.notebook_step_request(
@@ -109,4 +136,39 @@ def _dispatch(args) -> int:
         return 0
     emr.client("emr").terminate_job_flows(**request)
     print(f"cluster {args.cluster_id} terminating")
+    return 0
+
+
+def _setup(args) -> int:
+    """``fruits emr setup``: see ``fruits.emr_setup``."""
+    from fruits import emr_setup
+
+    emr.check_bucket(args.bucket)
+    account = args.account_id
+    if not account:
+        try:
+            account = emr_setup.account_id()
+        except Exception as exc:  # no credentials: a dry run can still show the requests
+            if not (args.dry_run or args.print_policy):
+                raise ValueError(f"cannot tell the AWS account ({exc}); give --account-id or set credentials")
+            account = emr_setup.UNKNOWN_ACCOUNT
+    if args.print_policy:
+        policy = (emr_setup.caller_policy(bucket=args.bucket, account=account) if args.print_policy == "caller"
+                  else emr_setup.setup_policy(account=account))
+        print(json.dumps(policy, indent=2))
+        return 0
+    if args.dry_run:
+        steps = emr_setup.plan(bucket=args.bucket, prefix=args.prefix, account=account, subnet_id=args.subnet_id)
+        print(json.dumps([{"operation": s.operation, "request": s.request} for s in steps], indent=2))
+        return 0
+    steps = emr_setup.plan(bucket=args.bucket, prefix=args.prefix, account=account, iam=emr.client("iam"),
+                           ec2=emr.client("ec2") if args.subnet_id else None, subnet_id=args.subnet_id)
+    changed = emr_setup.run(steps)
+    if changed:
+        print(f"{changed} change(s) made. Clusters use instance profile {emr_setup.INSTANCE_ROLE} and service "
+              f"role {emr_setup.SERVICE_ROLE} (emr-config/cluster.json).")
+    else:
+        print("Nothing changed: every role, policy and profile was already in place.")
+    print("People who launch clusters need iam:PassRole on both roles: "
+          f"fruits emr setup --bucket {args.bucket} --print-policy caller")
     return 0

@@ -1,0 +1,246 @@
+"""``fruits emr setup``: the project's IAM roles, created idempotently, tested on moto's IAM server.
+
+moto accepts any policy, so the least-privilege checks read the documents themselves: the
+instance role reaches one bucket, the service role trusts EMR for this account only and may pass
+only the project's instance role, the caller policy passes exactly the two roles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fruits import emr_setup
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "fruits-setup-bucket"
+MOTO_ACCOUNT = "123456789012"  # moto's default account id
+_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+             "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+@contextlib.contextmanager
+def moto_server(**server_env):
+    """moto's server on loopback with throwaway credentials in ``os.environ``; stopped and restored after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **server_env})
+    saved = {key: os.environ.get(key) for key in _ENV_KEYS}
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "moto server did not start"
+                time.sleep(0.2)
+        for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            os.environ.pop(key, None)
+        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3"})
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def reset(endpoint: str) -> None:
+    """Empty every moto backend, so a test starts from a fresh account."""
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).read()
+
+
+@pytest.fixture(scope="module")
+def moto_iam():
+    """A moto server that knows the AWS managed policies (AmazonEMRServicePolicy_v2, ...)."""
+    with moto_server(MOTO_IAM_LOAD_MANAGED_POLICIES="true") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def fresh_account(moto_iam):
+    reset(moto_iam)
+    return moto_iam
+
+
+def fruits(*args):
+    return subprocess.run([sys.executable, "-m", "fruits.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=300)
+
+
+def subnet_in_new_vpc():
+    import boto3
+
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    return ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"], vpc
+
+
+def iam_state():
+    """Everything setup may create, as comparable data."""
+    import boto3
+
+    iam = boto3.client("iam")
+    roles = sorted(r["RoleName"] for r in iam.list_roles()["Roles"])
+    state = {"roles": roles,
+             "profiles": sorted((p["InstanceProfileName"], tuple(r["RoleName"] for r in p["Roles"]))
+                                for p in iam.list_instance_profiles()["InstanceProfiles"])}
+    for name in roles:
+        state[name] = {
+            "trust": iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"],
+            "inline": {p: iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]
+                       for p in iam.list_role_policies(RoleName=name)["PolicyNames"]},
+            "attached": sorted(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]),
+        }
+    return state
+
+
+def statements(document):
+    return document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_setup_creates_both_roles_the_profile_and_the_tags(fresh_account):
+    import boto3
+
+    subnet, vpc = subnet_in_new_vpc()
+    result = fruits("emr", "setup", "--bucket", BUCKET, "--subnet-id", subnet)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "created:" in result.stdout and "iam:PassRole" in result.stdout
+    state = iam_state()
+    instance, service = state[emr_setup.INSTANCE_ROLE], state[emr_setup.SERVICE_ROLE]
+    assert state["profiles"] == [(emr_setup.INSTANCE_ROLE, (emr_setup.INSTANCE_ROLE,))]
+
+    assert [s["Principal"] for s in statements(instance["trust"])] == [{"Service": "ec2.amazonaws.com"}]
+    assert instance["attached"] == [emr_setup.SSM_CORE_ARN]
+    bucket_policy = instance["inline"][emr_setup.INSTANCE_POLICY_NAME]
+    assert {r for s in statements(bucket_policy) for r in as_list(s["Resource"])} == {
+        f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
+
+    (trust,) = statements(service["trust"])
+    assert trust["Principal"] == {"Service": "elasticmapreduce.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT},
+                                  "ArnLike": {"aws:SourceArn": f"arn:aws:elasticmapreduce:*:{MOTO_ACCOUNT}:*"}}
+    assert service["attached"] == [emr_setup.EMR_SERVICE_V2_ARN]
+    (pass_role,) = statements(service["inline"][emr_setup.PASS_ROLE_POLICY_NAME])
+    assert pass_role["Action"] == "iam:PassRole"
+    assert pass_role["Resource"] == f"arn:aws:iam::{MOTO_ACCOUNT}:role/{emr_setup.INSTANCE_ROLE}"
+    assert pass_role["Condition"] == {"StringLike": {"iam:PassedToService": "ec2.amazonaws.com*"}}
+
+    ec2 = boto3.client("ec2")
+    tag = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
+    assert tag in ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["Tags"]
+    assert tag in ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Tags"]
+
+
+def test_a_second_setup_changes_nothing_and_says_so(fresh_account):
+    subnet, _ = subnet_in_new_vpc()
+    first = fruits("emr", "setup", "--bucket", BUCKET, "--subnet-id", subnet)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = iam_state()
+    second = fruits("emr", "setup", "--bucket", BUCKET, "--subnet-id", subnet)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Nothing changed" in second.stdout
+    assert "created:" not in second.stdout and "updated:" not in second.stdout
+    assert second.stdout.count("in place:") == 9  # 8 IAM steps and the network tags
+    assert iam_state() == before
+
+
+def test_an_outdated_trust_policy_is_updated_not_duplicated(fresh_account):
+    import boto3
+
+    iam = boto3.client("iam")
+    old = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                   "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}
+    iam.create_role(RoleName=emr_setup.SERVICE_ROLE, AssumeRolePolicyDocument=json.dumps(old))
+    result = fruits("emr", "setup", "--bucket", BUCKET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [line.split() for line in result.stdout.splitlines() if line.startswith("updated:")] == [
+        ["updated:", "trust", "policy", "of", "role", emr_setup.SERVICE_ROLE]]
+    (trust,) = statements(iam_state()[emr_setup.SERVICE_ROLE]["trust"])
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": MOTO_ACCOUNT}
+    assert "Nothing changed" in fruits("emr", "setup", "--bucket", BUCKET).stdout
+
+
+def test_setup_dry_run_prints_the_requests_and_touches_nothing(fresh_account):
+    subnet, _ = subnet_in_new_vpc()
+    before = iam_state()
+    result = fruits("emr", "setup", "--bucket", BUCKET, "--subnet-id", subnet, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout)
+    assert [p["operation"] for p in printed] == [
+        "iam.create_role", "iam.put_role_policy", "iam.attach_role_policy", "iam.create_instance_profile",
+        "iam.add_role_to_instance_profile", "iam.create_role", "iam.attach_role_policy", "iam.put_role_policy",
+        "ec2.create_tags"]
+    assert {p["request"].get("RoleName") for p in printed if p["operation"] == "iam.create_role"} == {
+        emr_setup.INSTANCE_ROLE, emr_setup.SERVICE_ROLE}
+    assert MOTO_ACCOUNT in printed[5]["request"]["AssumeRolePolicyDocument"]
+    assert iam_state() == before == {"roles": [], "profiles": []}
+    import boto3
+
+    assert not boto3.client("ec2").describe_subnets(SubnetIds=[subnet])["Subnets"][0].get("Tags")
+
+
+def test_instance_policy_grants_the_project_bucket_only():
+    docs = emr_setup.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
+    for statement in statements(docs["iam-instance-policy"]):
+        actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
+        assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        assert resources and all(r in (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*") for r in resources)
+    assert "*" not in json.dumps(docs["iam-instance-policy"]).replace(f"{BUCKET}/*", "")
+
+
+def test_service_role_trusts_emr_of_this_account_and_passes_only_the_instance_role():
+    docs = emr_setup.policy_documents(bucket=BUCKET, account="111122223333")
+    (trust,) = statements(docs["iam-service-trust"])
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == "111122223333"
+    assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == "arn:aws:elasticmapreduce:*:111122223333:*"
+    (pass_role,) = statements(docs["iam-service-pass-instance-role"])
+    assert pass_role["Resource"] == f"arn:aws:iam::111122223333:role/{emr_setup.INSTANCE_ROLE}"
+
+
+def test_caller_policy_passes_exactly_the_two_project_roles():
+    result = fruits("emr", "setup", "--bucket", BUCKET, "--account-id", "111122223333", "--print-policy", "caller")
+    assert result.returncode == 0, result.stderr
+    policy = json.loads(result.stdout)
+    passes = [s for s in statements(policy) if "iam:PassRole" in as_list(s["Action"])]
+    assert {(s["Resource"], s["Condition"]["StringLike"]["iam:PassedToService"]) for s in passes} == {
+        (f"arn:aws:iam::111122223333:role/{emr_setup.SERVICE_ROLE}", "elasticmapreduce.amazonaws.com*"),
+        (f"arn:aws:iam::111122223333:role/{emr_setup.INSTANCE_ROLE}", "ec2.amazonaws.com*")}
+    (create,) = [s for s in statements(policy) if "elasticmapreduce:RunJobFlow" in as_list(s["Action"])]
+    assert create["Condition"] == {"StringEquals": {"aws:RequestTag/for-use-with-amazon-emr-managed-policies": "true"}}
+    s3 = [r for s in statements(policy) if any(a.startswith("s3:") for a in as_list(s["Action"]))
+          for r in as_list(s["Resource"])]
+    assert set(s3) == {f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
+    setup = json.loads(fruits("emr", "setup", "--bucket", BUCKET, "--account-id", "111122223333",
+                              "--print-policy", "setup").stdout)
+    assert "${" not in json.dumps(setup) and "${" not in json.dumps(policy).replace("${aws:userid}", "")
+
+
+def test_cluster_request_uses_the_setup_roles_and_the_managed_policy_tag():
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    request = json.loads(result.stdout)["request"]
+    assert request["JobFlowRole"] == emr_setup.INSTANCE_ROLE
+    assert request["ServiceRole"] == emr_setup.SERVICE_ROLE
+    assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in request["Tags"]
