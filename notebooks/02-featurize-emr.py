@@ -21,9 +21,10 @@
 # The cloud variant of `01-featurize-local`, for JupyterHub's PySpark (Livy) kernel on an
 # EMR cluster created by `fruits emr create-cluster` (the bootstrap action installed the
 # `fruits` library on every node). Images and results live in S3; the cells below the
-# session are the same library calls as the local notebook. For a rendered HTML report,
-# run the local notebook on the cluster headlessly: `fruits emr run`. In this kernel,
-# figures are not displayed (Livy returns text): their data tables are printed instead.
+# session are the same library calls as the local notebook, and run on the Spark driver
+# that Livy starts. Figures come back through Livy's `%matplot` magic. Headless runs
+# (`fruits emr run`, or `fruits run --livy URL`) execute this very notebook with
+# papermill and render its HTML report.
 
 # %% tags=["session"]
 # %%configure -f
@@ -55,7 +56,10 @@ seed = 0  # random weights and sample images
 from fruits import explore, plots
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
-from fruits.report import show_banners, show_evaluation, show_figure, show_table, summary_table
+from fruits.report import (evaluation_figure, register_matplot_magic, show_banners, show_evaluation,
+                           show_table, summary_table)
+
+register_matplot_magic()  # `%matplot figure` draws a figure here as in the PySpark (Livy) kernel
 
 prepared = prepare(RunParams.from_namespace(globals()))
 show_banners(prepared.banners)
@@ -76,31 +80,35 @@ spark.version
 
 # %%
 result = execute(spark, prepared)
-summary_table(result.manifest)
+show_table(summary_table(result.manifest))
 
 # %% [markdown]
 # ## Images per class
 
 # %%
-show_figure(plots.class_counts(explore.class_counts(spark, result.layout)))
+figure = plots.class_counts(explore.class_counts(spark, result.layout))
+# %matplot figure
 
 # %% [markdown]
 # ## Sample images
 
 # %%
-show_figure(plots.sample_grid(explore.sample_images(prepared.listing, count=16, seed=seed)))
+figure = plots.sample_grid(explore.sample_images(prepared.listing, count=16, seed=seed))
+# %matplot figure
 
 # %% [markdown]
 # ## Explained variance
 
 # %%
-show_figure(plots.variance_curve(result.pca.spectrum, result.pca.k, variance_target=variance_target))
+figure = plots.variance_curve(result.pca.spectrum, result.pca.k, variance_target=variance_target)
+# %matplot figure
 
 # %% [markdown]
 # ## The images on the first two principal components
 
 # %%
-show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
+figure = plots.pca_map(explore.pca_points(spark, result.layout, seed=seed))
+# %matplot figure
 
 # %% [markdown]
 # ## Are the features any good?
@@ -109,6 +117,10 @@ show_figure(plots.pca_map(explore.pca_points(spark, result.layout, seed=seed)))
 
 # %%
 show_evaluation(result.manifest)
+
+# %%
+figure = evaluation_figure(result.manifest)
+# %matplot figure
 
 # %% [markdown]
 # ## Rejected files
@@ -121,4 +133,5 @@ show_table(explore.rejected(spark, result.layout, limit=50), empty="No file was 
 # ## Timings
 
 # %%
-show_figure(plots.timings(explore.timings(result.manifest), images_per_second=result.manifest["images_per_second"]))
+figure = plots.timings(explore.timings(result.manifest), images_per_second=result.manifest["images_per_second"])
+# %matplot figure

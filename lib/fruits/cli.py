@@ -2,7 +2,10 @@
 
 ``fruits run --input PATH --output DIR [-p NAME VALUE ...]`` executes
 ``notebooks/01-featurize-local.py`` with papermill, then renders
-``DIR/report.html`` with nbconvert (figures embedded, code hidden). Parameter
+``DIR/report.html`` with nbconvert (figures embedded, code hidden). With
+``--livy URL`` it executes the cloud notebook ``02-featurize-emr.py`` instead, in
+sparkmagic's PySpark kernel against that Livy server (EMR's, or the project's Livy
+double): the path a JupyterHub user runs interactively, run headlessly. Parameter
 mistakes are reported before any kernel or Spark session starts. The executed
 notebook is built in a scratch folder and only copied into ``DIR`` when the run
 succeeded, so a failed run does not overwrite the previous run's report.
@@ -25,7 +28,7 @@ import yaml
 from fruits import config
 from fruits.layout import OutputLayout
 from fruits.params import RunParams
-from fruits.report import LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
+from fruits.report import CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -52,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help=f"output folder (default: {config.default_output_dir()})")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="notebook parameter, e.g. -p k 50 -p weights model.h5 (repeatable)")
-    run.add_argument("--notebook", default=None, help="percent-format notebook to execute")
+    run.add_argument("--notebook", default=None, help="percent-format notebook to execute (a path or s3:// URL)")
+    run.add_argument("--livy", metavar="URL", default=None,
+                     help="run the cloud notebook in the PySpark (sparkmagic) kernel against this Livy server")
     run.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
     proj = commands.add_parser("project", help="featurize new images like a finished run and apply its PCA")
     proj.add_argument("--model", required=True, help="output folder of a finished run")
@@ -64,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     from fruits import emr_commands
 
     emr_commands.add_parser(commands)
+    livy = commands.add_parser("livy", help="serve the project's Livy double (a Livy-compatible test server)")
+    livy.add_argument("--port", type=int, default=8998, help="port on 127.0.0.1 (default 8998, Livy's)")
+    livy.add_argument("--master", default="local[2]", help="Spark master of the sessions' drivers")
+    livy.add_argument("--request-log", help="append every request as a JSON line to this file")
     from fruits import tunnel
 
     tunnel.add_parser(commands)
@@ -78,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     if args.command == "tunnel":
         return tunnel_command_line(args)
+    if args.command == "livy":
+        return livy_command_line(args)
     if args.command == "project":
         return project_command_line(args)
     if args.command == "emr":
@@ -114,24 +125,27 @@ def resolve_parameters(args, declared: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_command(args) -> int:
-    source = args.notebook or str(config.notebooks_dir() / LOCAL_NOTEBOOK)
-    if not os.path.isfile(source):
-        print(f"error: notebook {source} not found (set FRUITS_NOTEBOOKS or --notebook)", file=sys.stderr)
-        return EXIT_USAGE
+    scratch = tempfile.mkdtemp(prefix="fruits-run-")
     try:
+        source = _notebook_source(args, scratch)
+        kernel = "python3"
+        if args.livy:
+            kernel = _prepare_livy(args.livy, scratch)
         parameters = resolve_parameters(args, notebook_parameters(source))
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        shutil.rmtree(scratch, ignore_errors=True)
         return EXIT_USAGE
     layout = OutputLayout(parameters["output_dir"])
-    scratch = tempfile.mkdtemp(prefix="fruits-run-")
     executed = os.path.join(scratch, os.path.basename(layout.notebook))
     report = os.path.join(scratch, os.path.basename(layout.report))
-    print(f"Running {os.path.basename(source)} -> {layout.root}", flush=True)
+    where = f" (PySpark kernel, Livy at {args.livy})" if args.livy else ""
+    print(f"Running {os.path.basename(source)} -> {layout.root}{where}", flush=True)
     from papermill.exceptions import PapermillExecutionError
 
     try:
-        execute_notebook(source, executed, parameters, cwd=os.getcwd(), log_output=not args.quiet)
+        execute_notebook(source, executed, parameters, cwd=os.getcwd(), kernel_name=kernel,
+                         log_output=not args.quiet)
     except PapermillExecutionError as exc:
         render_html(executed, report)
         print(
@@ -148,6 +162,40 @@ def run_command(args) -> int:
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     print(f"Report: {layout.report}", flush=True)
     return EXIT_OK
+
+
+def _notebook_source(args, scratch: str) -> str:
+    """The notebook to run: ``--notebook`` (fetched first when it is an ``s3://`` URL) or the default."""
+    default = CLOUD_NOTEBOOK if args.livy else LOCAL_NOTEBOOK
+    source = args.notebook or str(config.notebooks_dir() / default)
+    if "://" in source:
+        import fsspec
+
+        local = os.path.join(scratch, os.path.basename(source))
+        fs, path = fsspec.core.url_to_fs(source)
+        fs.get_file(path, local)
+        return local
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"notebook {source} not found (set FRUITS_NOTEBOOKS or --notebook)")
+    return source
+
+
+def _prepare_livy(url: str, scratch: str) -> str:
+    """Point sparkmagic at ``url`` for this run only; return the kernel to start.
+
+    Raises
+    ------
+    RuntimeError
+        The PySpark kernel is not registered, or nothing answers at ``url``.
+    """
+    from fruits.livy import client
+
+    client.check_kernel()
+    if not client.livy_is_up(url):
+        raise RuntimeError(f"no Livy server answers at {url} (GET {url.rstrip('/')}/sessions)")
+    # The kernel is a child of papermill: it inherits this environment.
+    os.environ.update(client.sparkmagic_environment(os.path.join(scratch, "sparkmagic"), url))
+    return client.KERNEL_NAME
 
 
 def project_command_line(args) -> int:
@@ -167,6 +215,20 @@ def project_command_line(args) -> int:
         spark.stop()
     print(f"Projected {document['counts']['projected']} images ({document['counts']['rejected']} rejected) "
           f"into {args.output}")
+    return EXIT_OK
+
+
+def livy_command_line(args) -> int:
+    from fruits.livy.server import LivyDouble
+
+    livy = LivyDouble(port=args.port, master=args.master, request_log=args.request_log)
+    print(f"Livy double (a test stand-in for Apache Livy) at {livy.url}, sessions on {args.master}; "
+          f"session logs in {livy.work_dir}. Ctrl-C stops it and its sessions.", flush=True)
+    print(f"Run the cloud notebook headlessly: fruits run --livy {livy.url} --input DIR --output DIR", flush=True)
+    try:
+        livy.serve_forever()
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 

@@ -1,22 +1,41 @@
 """Figures of the report. Each takes plain data and returns a matplotlib ``Figure``.
 
-Figures are built without pyplot, so they work headless (papermill, tests) and are
-shown exactly once, by :func:`fruits.report.show_figure`.
+Figures are built without pyplot, so they work headless (papermill, tests, a Livy
+driver) and nothing is shown twice. A notebook shows one with ``%matplot figure``:
+Livy's Python REPL answers that magic with the PNG of ``figure.gcf()``, which sparkmagic
+displays; :func:`fruits.report.register_matplot_magic` gives a local kernel the same
+magic, so both notebooks share their cells.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pandas as pd
 
 
+#: Resolution of every figure, in Livy's ``%matplot`` (which saves with the figure's dpi) and locally.
+DPI = 90
+
+
+@functools.cache
+def _figure_class():
+    from matplotlib.figure import Figure  # imported on first use: the library needs no matplotlib otherwise
+
+    class ReportFigure(Figure):
+        """A ``Figure`` that Livy's ``%matplot NAME`` accepts: the magic calls ``NAME.gcf()``."""
+
+        def gcf(self):
+            return self
+
+    return ReportFigure
+
+
 def _figure(width: float, height: float, rows: int = 1, columns: int = 1):
     """A figure outside pyplot's state: nothing shows twice, nothing leaks between calls."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
+    fig = _figure_class()(figsize=(width, height), dpi=DPI)
     return fig, fig.subplots(rows, columns, squeeze=False)
 
 
@@ -125,4 +144,14 @@ def accuracy_by_k(sweep: pd.DataFrame, k: int):
     ax.set_title("Does a smaller representation still recognise fruits?")
     ax.legend(loc="lower right")
     fig.set_layout_engine("tight")
+    return fig
+
+
+def message(text: str, *, title: str):
+    """A figure that only says ``text``: what a figure cell shows when there is nothing to draw."""
+    fig, axes = _figure(8, 1.6)
+    ax = axes[0, 0]
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10, style="italic")
     return fig

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 #: The notebook a local run executes.
 LOCAL_NOTEBOOK = "01-featurize-local.py"
+#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
+CLOUD_NOTEBOOK = "02-featurize-emr.py"
 
 
 #: Start-up chatter of TensorFlow, absl and Hadoop that says nothing about the run;
@@ -64,38 +66,54 @@ def show_banners(banners: list[str]) -> None:
         }, raw=True)
 
 
-def show_figure(fig) -> None:
-    """Display a matplotlib ``Figure`` as an embedded PNG (outside a kernel, name it instead)."""
+def register_matplot_magic() -> None:
+    """Give a local IPython kernel Livy's ``%matplot NAME`` magic; do nothing elsewhere.
+
+    In the PySpark (Livy) kernel a cell ending in ``%matplot figure`` is sent to Livy,
+    whose Python REPL answers with the PNG of ``figure.gcf()`` and sparkmagic displays it.
+    Registered here, the same line draws the same PNG in a local kernel, so the local and
+    cloud notebooks keep one body. In Livy's REPL (no IPython kernel) this is a no-op.
+    """
     if not in_kernel():
-        titles = [ax.get_title() for ax in fig.axes if ax.get_title()] or [fig.get_suptitle()]
-        print(f"[figure not shown in this kernel: {titles[0]}]")
         return
+    from IPython import get_ipython
     from IPython.display import Image, display
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    display(Image(data=buffer.getvalue(), format="png"))
+    shell = get_ipython()
+
+    def matplot(line: str) -> None:
+        """%matplot NAME: display NAME.gcf() as a PNG, as Livy's REPL does."""
+        figure = shell.user_ns[line.strip()].gcf()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        display(Image(data=buffer.getvalue(), format="png"))
+
+    shell.register_magic_function(matplot, "line", "matplot")
 
 
-def show_table(frame, *, empty: str) -> None:
-    """Display a table, or the sentence ``empty`` when it has no rows."""
-    from IPython.display import Markdown
+def show_markdown(text: str) -> None:
+    """Display Markdown in a kernel; print it as is where only text comes back (Livy)."""
+    if in_kernel():
+        from IPython.display import Markdown, display
 
-    if len(frame):
-        _show(frame, frame.to_string())
+        display(Markdown(text))
     else:
-        _show(Markdown(f"*{empty}*"), empty)
+        print(text)
+
+
+def show_table(frame, *, empty: str = "(no rows)") -> None:
+    """Display a table (as text where Livy returns only text), or the sentence ``empty`` when it has no rows."""
+    if len(frame):
+        _show(frame, frame.to_string(max_colwidth=120))
+    else:
+        show_markdown(f"*{empty}*")
 
 
 def show_evaluation(manifest: Mapping[str, Any]) -> None:
-    """Classifier scores, the k sweep (table and curve), confused pairs and weakest classes."""
-    from IPython.display import Markdown
-
-    from fruits import plots
+    """Classifier scores, the k sweep, confused pairs and weakest classes (the curve: :func:`evaluation_figure`)."""
     from fruits.evaluate import sweep_frame
 
-    def say(text: str) -> None:
-        _show(Markdown(text), text)
+    say = show_markdown
 
     evaluation = manifest.get("evaluation")
     if not evaluation:
@@ -119,13 +137,24 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
     sweep = sweep_frame(evaluation)
     _show(sweep.style.format({"cumulative_variance": "{:.3f}", "accuracy": "{:.2%}", "macro_f1": "{:.3f}"}),
           sweep.to_string())
-    show_figure(plots.accuracy_by_k(sweep, evaluation["k"]))
     import pandas as pd
 
     pairs = pd.DataFrame(evaluation["most_confused"])
     show_table(pairs, empty="No image was confused with another class.")
     weakest = pd.Series(evaluation["per_class_accuracy"], name="accuracy").sort_values().head(15)
     _show(weakest.to_frame().style.format("{:.2%}"), weakest.to_string())
+
+
+def evaluation_figure(manifest: Mapping[str, Any]):
+    """Accuracy and variance against k, or a figure saying that the run has no evaluation."""
+    from fruits import plots
+    from fruits.evaluate import sweep_frame
+
+    evaluation = manifest.get("evaluation")
+    if not evaluation:
+        return plots.message("No evaluation in this run: set train_path to score the features.",
+                             title="Does a smaller representation still recognise fruits?")
+    return plots.accuracy_by_k(sweep_frame(evaluation), evaluation["k"])
 
 
 def summary_table(manifest: Mapping[str, Any]):

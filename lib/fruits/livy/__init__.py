@@ -1,0 +1,15 @@
+"""A Livy-compatible REST server: a **test double** of Apache Livy, written by this project.
+
+Apache Livy (what EMR's JupyterHub talks to through sparkmagic) cannot be installed
+here, so tests and local tries of the cloud notebook use this stand-in instead. It
+speaks the subset of Livy's REST protocol that sparkmagic uses, with Livy's states and
+output shapes, and runs real work behind it: every session is a real PySpark Python
+process (``spark`` and ``sc`` in its globals) built from the ``POST /sessions`` body,
+executing statements with the semantics of Livy's own Python REPL (``fake_shell.py``:
+last expression printed, ``%matplot``, ``%json``, ``%table``). It records every request
+so tests can assert on the conversation.
+
+- :mod:`fruits.livy.server`: the HTTP server and the sessions.
+- :mod:`fruits.livy.repl`: the session process (Livy's Python REPL protocol).
+- :mod:`fruits.livy.client`: sparkmagic's configuration and kernel, for papermill runs.
+"""
