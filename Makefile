@@ -13,13 +13,15 @@ export PYTHONUNBUFFERED := 1
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/sparkmagic.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "Python 3.11 is required, $(PYTHON) is $$($(PYTHON) --version)"; exit 1; }
 	@command -v java >/dev/null || { echo "Java 17 is required by Spark (java not found on PATH)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
 	$(PIP_INSTALL) -e ".[local]"
+	$(PIP_INSTALL) --no-deps -r requirements/sparkmagic.txt
+	$(BIN)/jupyter-kernelspec install --sys-prefix "$$($(BIN)/python -c 'import os, sparkmagic; print(os.path.dirname(sparkmagic.__file__))')/kernels/pysparkkernel"
 	touch $(STAMP)
 
 env: $(STAMP) ## Create the virtual environment .venv from the pinned dependencies
