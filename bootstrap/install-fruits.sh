@@ -7,6 +7,11 @@
 # local environment). Idempotent: a node that already holds this exact wheel does nothing.
 # Logs go to stdout, which EMR keeps in /mnt/var/log/bootstrap-actions/.
 #
+# The primary node also runs the Spark drivers of Livy sessions (emr-config pins
+# livy.spark.deploy-mode to client), so it gets what the notebook's cells run on the
+# driver (papermill/nbconvert tools, matplotlib for %matplot, s3fs), and sparkmagic's
+# PySpark kernel for headless runs of the cloud notebook (`fruits emr run`).
+#
 # Args (BootstrapActions.ScriptBootstrapAction.Args, written by `fruits emr create-cluster`):
 #   $1  s3://BUCKET/PREFIX/dist  folder holding the wheel and constraints.txt
 #   $2  the wheel's file name, e.g. fruits_emr-0.1.0-py3-none-any.whl
@@ -34,15 +39,32 @@ fi
 
 log "installing $wheel for $("$python" --version 2>&1) from $artifacts"
 aws s3 cp --only-show-errors "$artifacts/constraints.txt" "$work/constraints.txt"
+aws s3 cp --only-show-errors "$artifacts/sparkmagic.txt" "$work/sparkmagic.txt"
 aws s3 cp --only-show-errors "$artifacts/$wheel" "$work/$wheel"
 
-# Executors need the library and its engines; the primary node also runs notebooks headlessly.
+# The image's python3.11 may come without pip.
+if ! "$python" -m pip --version >/dev/null 2>&1; then
+    log "no pip for $python: installing python3.11-pip"
+    sudo dnf install -y -q python3.11-pip
+fi
+pip_install=(sudo "$python" -m pip install --quiet --disable-pip-version-check -c "$work/constraints.txt")
+
+# Executors need the library and its engines. PySpark is NOT installed: EMR ships its own.
 target="$work/$wheel"
 if is_primary; then
-    target="$work/${wheel}[notebook,aws]"
-    log "primary node: adding papermill, nbconvert and s3 tools"
+    target="$work/${wheel}[notebook,aws,cloud]"
+    log "primary node: adding the driver's notebook tools, s3 tools and sparkmagic's kernel"
 fi
-sudo "$python" -m pip install --quiet --disable-pip-version-check -c "$work/constraints.txt" "$target"
+"${pip_install[@]}" "$target"
+
+if is_primary; then
+    # sparkmagic without its Kerberos chain (gssapi has no wheel); its real dependencies
+    # came with the [cloud] extra above.
+    "${pip_install[@]}" --no-deps -r "$work/sparkmagic.txt"
+    kernel="$("$python" -c 'import os, sparkmagic; print(os.path.dirname(sparkmagic.__file__))')/kernels/pysparkkernel"
+    sudo "$python" -m jupyter kernelspec install --sys-prefix "$kernel"
+    "$python" -c 'import matplotlib, papermill, sparkmagic.kernels.pysparkkernel.pysparkkernel; print("driver tools ready")'
+fi
 
 "$python" -c 'import fruits, onnxruntime, pyarrow; print("fruits", fruits.__version__, "ready")'
 touch "$marker"

@@ -97,7 +97,7 @@ def test_create_cluster_dry_run_prints_a_complete_least_privilege_request():
     assert not [s for s in all_strings(request) if "0.0.0.0/0" in s or "${" in s]
 
 
-def test_run_dry_run_prints_a_papermill_step():
+def test_run_dry_run_prints_a_step_that_runs_the_cloud_notebook_through_livy():
     result = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "--input", f"s3://{BUCKET}/Test",
                     "--output", f"s3://{BUCKET}/runs/one", "-p", "k", "50", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -105,8 +105,11 @@ def test_run_dry_run_prints_a_papermill_step():
     step = request["Steps"][0]
     assert request["JobFlowId"] == "j-TEST" and step["HadoopJarStep"]["Jar"] == "command-runner.jar"
     script = step["HadoopJarStep"]["Args"][2]
-    assert "set -euo pipefail" in script and "-m fruits.cli run" in script
-    assert f"--output s3://{BUCKET}/runs/one" in script and "-p master yarn" in script and "-p k 50" in script
+    assert "set -euo pipefail" in script and "-m fruits.cli run --livy" in script
+    assert "http://localhost:8998" in script  # Livy on the primary node, where steps run
+    assert f"--notebook s3://{BUCKET}/fruits/notebooks/02-featurize-emr.py" in script
+    assert f"--output s3://{BUCKET}/runs/one" in script and "-p k 50" in script
+    assert "master" not in script  # the session's master is Livy's (YARN), not a parameter
 
 
 def test_bucket_must_be_a_bare_name():
@@ -137,9 +140,12 @@ def test_upload_writes_the_expected_keys(moto):
     result = fruits("emr", "upload", "--bucket", BUCKET)
     assert result.returncode == 0, result.stderr[-2000:]
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
-    assert {"fruits/dist/constraints.txt", "fruits/bootstrap/install-fruits.sh",
+    assert {"fruits/dist/constraints.txt", "fruits/dist/sparkmagic.txt", "fruits/bootstrap/install-fruits.sh",
             "fruits/emr-config/cluster.json", "fruits/emr-config/configurations.json",
-            "fruits/notebooks/01-featurize-local.py", "jupyter/jovyan/fruits/01-featurize-local.ipynb"} <= keys
+            "fruits/notebooks/02-featurize-emr.py", "jupyter/jovyan/fruits/02-featurize-emr.ipynb",
+            "jupyter/jovyan/fruits/.s3keep"} <= keys
+    # JupyterHub's Python 3 kernel has neither fruits nor Spark: only the cloud notebook is shown there.
+    assert not [k for k in keys if k.startswith("jupyter/") and "01-featurize-local" in k]
     assert any(k.startswith("fruits/dist/fruits_emr-") and k.endswith(".whl") for k in keys)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fruits import config
+from fruits.report import CLOUD_NOTEBOOK
 
 #: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
 JUPYTER_PREFIX = "jupyter/jovyan"
@@ -103,25 +104,30 @@ def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str 
 
 def notebook_step_request(*, cluster_id: str, bucket: str, prefix: str, input_path: str, output: str,
                           parameters: Mapping[str, Any], name: str = "fruits run") -> dict:
-    """The ``emr.add_job_flow_steps`` request running ``fruits run`` on the primary node.
+    """The ``emr.add_job_flow_steps`` request that runs the cloud notebook through the cluster's Livy.
 
-    The step executes the notebook with papermill against YARN (``-p master yarn``);
-    outputs, the executed notebook and the HTML report go to ``output`` (``s3://...``).
+    The step runs on the primary node, next to Livy (``localhost:8998``):
+    ``fruits run --livy`` executes ``02-featurize-emr`` with papermill in sparkmagic's
+    PySpark kernel, exactly as a JupyterHub user runs it, and writes the executed
+    notebook and the HTML report (figures included) to ``output``. A step, rather than a
+    run from the user's machine through a tunnel, keeps going when the laptop sleeps,
+    needs no port forwarded and leaves its log in the cluster's S3 log folder.
+    ``FRUITS_PYTHON`` and ``FRUITS_LIVY_URL`` may override the interpreter and the Livy
+    address where the command is run elsewhere (the tests run it against the Livy double).
     """
     check_bucket(bucket)
     if not output.startswith("s3://"):
         raise ValueError(f"output must be an s3:// URI on EMR, got {output!r}")
-    scratch = "/mnt/fruits-step"
-    arguments = ["--input", input_path, "--output", output, "-p", "master", "yarn"]
+    notebook = f"s3://{bucket}/{prefix.strip('/')}/notebooks/{CLOUD_NOTEBOOK}"
+    arguments = ["--livy", "LIVY", "--notebook", notebook, "--input", input_path, "--output", output]
     for key, value in parameters.items():
         arguments += ["-p", key, json.dumps(value) if not isinstance(value, str) else value]
-    notebooks = f"s3://{bucket}/{prefix.strip('/')}/notebooks"
-    script = " && ".join([
+    command = " ".join(shlex.quote(a) for a in arguments).replace("LIVY", '"$livy"', 1)
+    script = "\n".join([
         "set -euo pipefail",
-        f"rm -rf {scratch} && mkdir -p {scratch}/notebooks",
-        f"aws s3 cp --only-show-errors --recursive {notebooks} {scratch}/notebooks",
-        f"FRUITS_NOTEBOOKS={scratch}/notebooks /usr/bin/python3.11 -m fruits.cli run "
-        + " ".join(shlex.quote(a) for a in arguments),
+        'python="${FRUITS_PYTHON:-/usr/bin/python3.11}"',
+        'livy="${FRUITS_LIVY_URL:-http://localhost:8998}"',
+        f'"$python" -m fruits.cli run {command}',
     ])
     if len(script) > 10_000:
         raise ValueError("the step's command is longer than EMR allows (10,240 characters)")
@@ -147,21 +153,35 @@ def build_wheel(target: Path) -> Path:
 
 
 def upload_plan(*, bucket: str, prefix: str, wheel: Path) -> list[tuple[str, str]]:
-    """(local file, s3 key) pairs that ``fruits emr upload`` copies."""
+    """(local file, s3 key) pairs that ``fruits emr upload`` copies.
+
+    Only the cloud notebook goes where JupyterHub shows notebooks (``jupyter/jovyan/``):
+    JupyterHub's Python 3 kernel runs in a container without ``fruits`` or Spark, so the
+    local notebook could not run there. Its ``.py`` source also goes under
+    ``PREFIX/notebooks/`` for headless runs (``fruits emr run``).
+    """
     check_bucket(bucket)
     root, base = config.project_root(), prefix.strip("/")
     plan = [
         (str(wheel), f"{base}/dist/{wheel.name}"),
         (str(root / "requirements" / "constraints.txt"), f"{base}/dist/constraints.txt"),
+        (str(root / "requirements" / "sparkmagic.txt"), f"{base}/dist/sparkmagic.txt"),
         (str(root / "bootstrap" / "install-fruits.sh"), f"{base}/bootstrap/install-fruits.sh"),
     ]
     plan += [(str(p), f"{base}/emr-config/{p.name}") for p in sorted(emr_config_dir().glob("*.json"))]
-    for notebook in sorted(config.notebooks_dir().glob("[0-9][0-9]-*.py")):
-        plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
-        paired = notebook.with_suffix(".ipynb")
-        if paired.exists():  # JupyterHub shows what lies under its persistence prefix
-            plan.append((str(paired), f"{JUPYTER_PREFIX}/{base}/{paired.name}"))
+    notebook = config.notebooks_dir() / CLOUD_NOTEBOOK
+    plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
+    plan.append((str(notebook.with_suffix(".ipynb")), f"{JUPYTER_PREFIX}/{base}/{notebook.with_suffix('.ipynb').name}"))
     return plan
+
+
+def folder_markers(*, prefix: str) -> list[str]:
+    """Empty objects that make JupyterHub's S3 contents manager list the notebook folder.
+
+    s3contents (the S3 ContentsManager EMR's JupyterHub uses) shows a folder only when it
+    holds a ``.s3keep`` object.
+    """
+    return [f"{JUPYTER_PREFIX}/{prefix.strip('/')}/.s3keep"]
 
 
 def client(service: str):

@@ -26,7 +26,7 @@ def add_parser(commands) -> None:
 
     upload = verb("upload", "build the wheel; upload it, the bootstrap, configs and notebooks to S3")
     create = verb("create-cluster", "create the cluster described by emr-config/")
-    run = verb("run", "add a step that runs the notebook with papermill on the cluster")
+    run = verb("run", "add a step that runs the cloud notebook through the cluster's Livy (papermill, PySpark kernel)")
     for sub in (upload, create, run):
         sub.add_argument("--bucket", required=True, help="bucket name (not a URI)")
         sub.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
@@ -75,13 +75,19 @@ def _dispatch(args) -> int:
             wheel = emr.build_wheel(Path(scratch))
             plan = emr.upload_plan(bucket=args.bucket, prefix=args.prefix, wheel=wheel)
             requests = [{"Filename": local, "Bucket": args.bucket, "Key": key} for local, key in plan]
+            markers = [{"Bucket": args.bucket, "Key": key, "Body": ""}
+                       for key in emr.folder_markers(prefix=args.prefix)]
             if args.dry_run:
                 _show("s3.upload_file", requests)
+                _show("s3.put_object", markers)
                 return 0
             s3 = emr.client("s3")
             for request in requests:
                 s3.upload_file(**request)
                 print(f"uploaded s3://{args.bucket}/{request['Key']}")
+            for marker in markers:
+                s3.put_object(**marker)
+                print(f"folder marker s3://{args.bucket}/{marker['Key']}")
         return 0
     if args.emr_command == "create-cluster":
         ssh_cidr = ssh_group = None
@@ -118,7 +124,8 @@ def _dispatch(args) -> int:
             _show("emr.add_job_flow_steps", request)
             return 0
         step = emr.client("emr").add_job_flow_steps(**request)["StepIds"][0]
-        print(f"step {step} added to {args.cluster_id}; report: {args.output.rstrip('/')}/report.html")
+        print(f"step {step} added to {args.cluster_id}; report: {args.output.rstrip('/')}/report.html "
+              f"(follow it: aws emr describe-step --cluster-id {args.cluster_id} --step-id {step})")
         return 0
     if args.emr_command == "status":
         request = {"ClusterId": args.cluster_id}
