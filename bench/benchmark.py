@@ -12,7 +12,8 @@ slows ONNX Runtime in the same process) cannot skew another:
 (d) ``ceiling-*``: the same engine in one process without Spark, all cores.
 
 It prints images/s, the ratio of each mode to (a) and to the ceiling of its engine,
-and the peak RSS of the Python workers, and writes ``benchmark.json`` and
+and the peak RSS and peak virtual memory (``VmPeak``, what ``RLIMIT_AS`` caps) of the
+Python workers, and writes ``benchmark.json`` and
 ``benchmark.md``. Quote ratios, not absolute times: the machine is shared and noisy
 (the same mode measured 107 and 142 images/s a minute apart), so the modes run in
 ``--repeat`` interleaved rounds and each keeps its best round.
@@ -53,10 +54,16 @@ M5_XLARGE_USD_PER_HOUR = 0.224  # on-demand, eu-west-3, as quoted by the study
 
 
 class PeakMemory:
-    """Polls the RSS of matching processes in a thread; keeps the largest single one."""
+    """Polls matching processes in a thread; keeps the largest single RSS and virtual size.
+
+    RSS is what a process holds in RAM; the virtual size is what ``RLIMIT_AS`` caps
+    (``spark.executor.pyspark.memory`` / executor cores per Python worker), and
+    runtimes reserve far more address space than they touch. The kernel's own
+    high-water mark, ``VmPeak`` in ``/proc/PID/status``, catches peaks between polls.
+    """
 
     def __init__(self, match) -> None:
-        self.match, self.peak, self._stop = match, 0, threading.Event()
+        self.match, self.peak, self.peak_vm, self._stop = match, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
@@ -67,6 +74,8 @@ class PeakMemory:
                 try:
                     if self.match(process.info) and process.info["memory_info"]:
                         self.peak = max(self.peak, process.info["memory_info"].rss)
+                        self.peak_vm = max(self.peak_vm, process.info["memory_info"].vms,
+                                           vm_peak(process.info["pid"]))
                 except (psutil.Error, TypeError):
                     continue
 
@@ -77,6 +86,18 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def vm_peak(pid: int) -> int:
+    """``VmPeak`` of ``pid`` in bytes (Linux), 0 where unavailable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def is_python_worker(info) -> bool:
@@ -194,7 +215,7 @@ def run_spark_mode(mode, listing, engine) -> dict:
         seconds = time.perf_counter() - start
     spark.stop()
     return {"images": len(listing.images), "seconds": seconds, "master": master,
-            "worker_peak_rss_mb": memory.peak / 2**20}
+            "worker_peak_rss_mb": memory.peak / 2**20, "worker_peak_vm_mb": memory.peak_vm / 2**20}
 
 
 def run_ceiling(listing, engine) -> dict:
@@ -218,7 +239,7 @@ def run_ceiling(listing, engine) -> dict:
             predict(np.stack(batch))
         seconds = time.perf_counter() - start
     return {"images": len(paths), "seconds": seconds, "master": f"1 process, {cores} threads",
-            "worker_peak_rss_mb": memory.peak / 2**20}
+            "worker_peak_rss_mb": memory.peak / 2**20, "worker_peak_vm_mb": memory.peak_vm / 2**20}
 
 
 def sizing_table(per_vcpu: float, baseline_per_vcpu: float) -> str:
@@ -281,7 +302,8 @@ def main() -> int:
                     results[mode] = figures
                 results[mode]["all_images_per_second"] = rates
                 print(f"{mode:>20}: {figures['images_per_second']:7.1f} images/s, "
-                      f"peak {figures['worker_peak_rss_mb']:.0f} MB (round {repeat + 1})", flush=True)
+                      f"peak RSS {figures['worker_peak_rss_mb']:.0f} MB, "
+                      f"peak virtual {figures.get('worker_peak_vm_mb', 0):.0f} MB (round {repeat + 1})", flush=True)
     report(results, args.out, count)
     return 0
 
@@ -302,8 +324,9 @@ def run_child(mode: str, scratch: str) -> dict | None:
 
 def report(results: dict, out: str, count: int) -> None:
     baseline = results.get("study", {}).get("images_per_second")
-    rows = ["| mode | where | images/s | x study | x ceiling of its engine | peak Python worker RSS (MB) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| mode | where | images/s | x study | x ceiling of its engine | peak Python worker RSS (MB) "
+            "| peak Python worker virtual memory, VmPeak (MB) |",
+            "|---|---|---|---|---|---|---|"]
     for mode, figures in results.items():
         rate = figures["images_per_second"]
         ceiling = results.get(CEILING_OF.get(mode, ""), {}).get("images_per_second")
@@ -312,7 +335,8 @@ def report(results: dict, out: str, count: int) -> None:
         cells = [mode, figures["master"], f"{rate:.1f}",
                  f"{figures['x_study']:.2f}" if figures["x_study"] else "-",
                  f"{figures['x_ceiling']:.2f}" if figures["x_ceiling"] else "-",
-                 f"{figures['worker_peak_rss_mb']:.0f}"]
+                 f"{figures['worker_peak_rss_mb']:.0f}",
+                 f"{figures['worker_peak_vm_mb']:.0f}" if figures.get("worker_peak_vm_mb") else "-"]
         rows.append("| " + " | ".join(cells) + " |")
     table = "\n".join(rows)
     text = (f"Featurization of {count} real Fruits-360 Test images, {os.cpu_count()} cores, "
