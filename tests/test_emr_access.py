@@ -30,9 +30,9 @@ def moto():
         yield endpoint
 
 
-def fruits(*args):
+def fruits(*args, **env):
     return subprocess.run([sys.executable, "-m", "fruits.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
+                          env={**os.environ, **env}, timeout=300)
 
 
 def all_strings(value):
@@ -200,3 +200,8 @@ def test_network_md_describes_what_the_code_does():
                  "fruits emr setup", "AmazonSSMManagedInstanceCore"):
         assert fact in text, fact
     assert "add no rules" not in text.lower()
+
+
+def test_tunnel_to_an_unknown_cluster_is_a_clear_error(moto):
+    result = fruits("tunnel", "--cluster-id", "j-NOSUCHCLUSTER", "--dry-run", AWS_MAX_ATTEMPTS="1")
+    assert result.returncode == 2 and "j-NOSUCHCLUSTER" in result.stderr and "Traceback" not in result.stderr

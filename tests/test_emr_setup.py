@@ -244,3 +244,14 @@ def test_cluster_request_uses_the_setup_roles_and_the_managed_policy_tag():
     assert request["JobFlowRole"] == emr_setup.INSTANCE_ROLE
     assert request["ServiceRole"] == emr_setup.SERVICE_ROLE
     assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in request["Tags"]
+
+
+def test_a_new_bucket_updates_the_instance_policy_in_place(fresh_account):
+    assert fruits("emr", "setup", "--bucket", BUCKET).returncode == 0
+    moved = fruits("emr", "setup", "--bucket", "fruits-other-bucket")
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert [line.split()[1:4] for line in moved.stdout.splitlines() if line.startswith("updated:")] == [
+        ["inline", "policy", emr_setup.INSTANCE_POLICY_NAME]]
+    policy = iam_state()[emr_setup.INSTANCE_ROLE]["inline"][emr_setup.INSTANCE_POLICY_NAME]
+    assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
+        "arn:aws:s3:::fruits-other-bucket", "arn:aws:s3:::fruits-other-bucket/*"}

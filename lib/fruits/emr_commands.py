@@ -115,6 +115,10 @@ def _dispatch(args) -> int:
               f"fruits tunnel --cluster-id {cluster_id}, then open https://localhost:9443")
         if ssh_cidr:
             print(f"SSH is open from {ssh_cidr} only: fruits tunnel --key KEY.pem --host PRIMARY_DNS")
+        if not args.subnet_id:
+            print("note: no --subnet-id, so EMR picks a default-VPC subnet; AmazonEMRServicePolicy_v2 launches "
+                  "only into a subnet and VPC tagged for-use-with-amazon-emr-managed-policies=true "
+                  "(fruits emr setup --subnet-id tags them)")
         return 0
     if args.emr_command == "run":
         request = emr.notebook_step_request(
@@ -172,7 +176,15 @@ def _setup(args) -> int:
         return 0
     steps = emr_setup.plan(bucket=args.bucket, prefix=args.prefix, account=account, iam=emr.client("iam"),
                            ec2=emr.client("ec2") if args.subnet_id else None, subnet_id=args.subnet_id)
-    changed = emr_setup.run(steps)
+    try:
+        changed = emr_setup.run(steps)
+    except Exception as exc:  # botocore's ClientError, e.g. AccessDenied: say what to grant
+        error = getattr(exc, "response", {}).get("Error")
+        if not error:
+            raise
+        print(f"error: {error.get('Code')}: {error.get('Message')}\nThe administrator running setup needs: "
+              f"fruits emr setup --bucket {args.bucket} --print-policy setup", file=sys.stderr)
+        return 1
     if changed:
         print(f"{changed} change(s) made. Clusters use instance profile {emr_setup.INSTANCE_ROLE} and service "
               f"role {emr_setup.SERVICE_ROLE} (emr-config/cluster.json).")

@@ -153,6 +153,8 @@ def plan(*, bucket: str, prefix: str = "fruits", account: str, iam=None, ec2=Non
 
     def inline(role_name: str, policy_name: str, document: dict) -> None:
         request = {"RoleName": role_name, "PolicyName": policy_name, "PolicyDocument": json.dumps(document)}
+        step = Step("iam.put_role_policy", request, f"inline policy {policy_name} of role {role_name}",
+                    apply=lambda: iam.put_role_policy(**request))
 
         def in_place() -> bool:
             try:
@@ -161,10 +163,11 @@ def plan(*, bucket: str, prefix: str = "fruits", account: str, iam=None, ec2=Non
                 if _not_found(exc):
                     return False
                 raise
+            step.done = "updated"  # put_role_policy replaces a policy of that name
             return normalized(current) == normalized(document)
 
-        steps.append(Step("iam.put_role_policy", request, f"inline policy {policy_name} of role {role_name}",
-                          in_place, lambda: iam.put_role_policy(**request)))
+        step.in_place = in_place
+        steps.append(step)
 
     def managed(role_name: str, arn: str) -> None:
         request = {"RoleName": role_name, "PolicyArn": arn}

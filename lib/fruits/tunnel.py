@@ -103,6 +103,11 @@ def run_command(args) -> int:
     except (ValueError, PermissionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # botocore: no credentials, no such cluster, access denied
+        if not exc.__class__.__module__.startswith("botocore"):
+            raise
+        print(f"error: cannot find the primary instance of {args.cluster_id}: {exc}", file=sys.stderr)
+        return 2
     local_port = args.local_port or args.port
     print(" ".join(shlex.quote(part) for part in command))
     what = "JupyterHub's certificate is self-signed" if args.port == JUPYTERHUB_PORT else "Livy"
