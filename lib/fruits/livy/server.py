@@ -132,6 +132,7 @@ class LivyDouble:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._stopping: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -149,6 +150,8 @@ class LivyDouble:
         self._server.server_close()
         for session in list(self.sessions.values()):
             self._stop_session(session)
+        for stopping in self._stopping:
+            stopping.join(timeout=60)
 
     def __enter__(self) -> "LivyDouble":
         return self.start()
@@ -216,9 +219,12 @@ class LivyDouble:
                 os.kill(session.process.pid, signal.SIGINT)  # PySpark cancels the jobs, the REPL stops the code
 
     def delete_session(self, session: Session) -> None:
+        """Forget the session now and stop its process in the background, as Livy answers at once."""
         with self._lock:
             self.sessions.pop(session.id, None)
-        self._stop_session(session)
+        stopping = threading.Thread(target=self._stop_session, args=(session,), daemon=True)
+        stopping.start()
+        self._stopping.append(stopping)
 
     # --- inside ---------------------------------------------------------------
 
