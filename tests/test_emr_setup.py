@@ -228,7 +228,8 @@ def test_caller_policy_passes_exactly_the_two_project_roles():
         (f"arn:aws:iam::111122223333:role/{emr_setup.SERVICE_ROLE}", "elasticmapreduce.amazonaws.com*"),
         (f"arn:aws:iam::111122223333:role/{emr_setup.INSTANCE_ROLE}", "ec2.amazonaws.com*")}
     (create,) = [s for s in statements(policy) if "elasticmapreduce:RunJobFlow" in as_list(s["Action"])]
-    assert create["Condition"] == {"StringEquals": {"aws:RequestTag/for-use-with-amazon-emr-managed-policies": "true"}}
+    assert create["Condition"]["StringEquals"] == {"aws:RequestTag/for-use-with-amazon-emr-managed-policies": "true",
+                                                   "aws:RequestTag/project": "fruits-emr"}
     s3 = [r for s in statements(policy) if any(a.startswith("s3:") for a in as_list(s["Action"]))
           for r in as_list(s["Resource"])]
     assert set(s3) == {f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
