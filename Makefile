@@ -6,6 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
@@ -29,8 +30,21 @@ env: $(STAMP) ## Create the virtual environment .venv from the pinned dependenci
 demo: env ## Run the pipeline on generated synthetic images and write the HTML report
 	$(BIN)/fruits run --output output/demo -p mode overwrite
 
-test: env ## Run the test suite (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
+test: env browser ## Run the test suite (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
 	$(BIN)/python -m pytest
+
+browser: $(CHROMIUM) ## Install Chromium from Debian's packages for the report's browser test (skipped when present)
+
+# Playwright drives Debian's Chromium (its own browser download is not used). Root or
+# passwordless sudo installs it; elsewhere the browser test says why it is skipped
+# (and fails under CI=true).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; else sudo="-"; fi; \
+	if ! command -v apt-get >/dev/null || [ "$$sudo" = "-" ]; then \
+	  echo "Chromium ($(CHROMIUM)) is missing and cannot be installed here (needs apt-get as root): the browser test will be skipped"; \
+	else \
+	  set -x; $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; \
+	fi
 
 lab: env ## Open the paired notebooks in JupyterLab
 	$(PIP_INSTALL) -e ".[local,lab]"
@@ -49,4 +63,4 @@ lock: env ## Re-pin requirements/constraints.txt from .venv (with the lab extra 
 clean: ## Remove generated data, outputs and the environment
 	rm -rf $(VENV) output data .pytest_cache
 
-.PHONY: help env demo test lab sync-notebooks lock clean
+.PHONY: help env browser demo test lab sync-notebooks lock clean
