@@ -5,6 +5,10 @@ own 100x100 "fruit-like" pictures: shaded shapes of a class-specific colour and
 form on a white background, with random position, size, rotation and lighting.
 They are plainly synthetic; the report says so. Generation is deterministic for a
 given seed, so two demo runs see the same pixels.
+
+The demo also gets a labelled training split (:func:`generate_demo_training_images`,
+drawn with another seed, so no picture is in both), so a demo run scores its features
+with the classifier and the report shows every section, the evaluation included.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from PIL import Image, ImageDraw, ImageFilter
 MARKER = "SYNTHETIC-DATA.txt"
 
 IMAGE_SIDE = 100
+
+#: Seed offset of the training split: its pictures differ from the run's own.
+TRAINING_SEED_OFFSET = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,3 +128,26 @@ def generate_demo_images(
         f"{len(classes)} classes x {per_class} images, seed {seed}.\n"
     )
     return target
+
+
+def demo_training_dir(images: Path) -> Path:
+    """Where the training split of the demo set in ``images`` lives: a sibling folder, never inside it
+    (a folder inside the input would be read as one more class)."""
+    images = Path(images)
+    return images.with_name(f"{images.name}-training")
+
+
+def generate_demo_training_images(images: Path, *, per_class: int = 20, seed: int = 0,
+                                  classes: tuple[FruitStyle, ...] = CLASSES) -> Path:
+    """Write the demo's labelled training split beside ``images`` (see :func:`demo_training_dir`).
+
+    Same classes and drawing as :func:`generate_demo_images`, another seed: the classifier
+    the demo evaluates is fitted on pictures it is not scored on.
+
+    Returns
+    -------
+    pathlib.Path
+        The training folder, ready to be used as ``train_path``.
+    """
+    return generate_demo_images(demo_training_dir(images), per_class=per_class,
+                                seed=seed + TRAINING_SEED_OFFSET, classes=classes)

@@ -18,7 +18,7 @@ import os
 import uuid
 
 from fruits import config, incremental
-from fruits.demo_data import generate_demo_images
+from fruits.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.engines import PreparedEngine, prepare_engine
 from fruits.featurize import choose_partitions, featurize_and_split
 from fruits.layout import OutputLayout
@@ -86,16 +86,19 @@ def prepare(params: RunParams) -> PreparedRun:
         No usable weights outside the demo.
     """
     params.validate()
+    train_path = params.train_path
     if params.is_demo:
         input_path = str(generate_demo_images(config.demo_data_dir(), seed=params.seed))
+        if train_path is None:  # the demo scores its features too, on its own synthetic training split
+            train_path = str(generate_demo_training_images(config.demo_data_dir(), seed=params.seed))
     else:
         input_path = config.absolute_location(params.input_path)
     output_dir = config.absolute_location(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
     listing = list_inputs(input_path)
     train_listing = None
-    if params.train_path is not None:
-        train_path = config.absolute_location(params.train_path)
+    if train_path is not None:
+        train_path = config.absolute_location(train_path)
         if _is_within(output_dir, train_path):
             raise ValueError(f"output_dir {output_dir!r} is inside train_path {train_path!r}")
         train_listing = list_inputs(train_path)
