@@ -170,3 +170,82 @@ def test_fruits_emr_run_end_to_end_on_moto_and_the_livy_double(uploaded, livy, s
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME and figures(notebook) == 6
     report = fs.cat_file(f"{uploaded}/runs/emr/report.html").decode()
     assert report.count("data:image/png;base64,") >= 6
+
+
+def wait_for(condition, *, timeout: float, what: str):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, livy, tmp_path, request):
+    """The session's driver dies mid-featurization (OOM, preemption): the run fails naming it; outputs stay."""
+    import time
+
+    from fruits.demo_data import generate_demo_images
+
+    images = generate_demo_images(tmp_path / "images", per_class=40, seed=3)
+    previous = {"manifest.json": b'{"run": "previous"}', "features/part-0.parquet": b"previous rows"}
+    if where == "local":
+        output = tmp_path / "out"
+        for name, data in previous.items():
+            (output / name).parent.mkdir(parents=True, exist_ok=True)
+            (output / name).write_bytes(data)
+        input_path, output_uri = str(images), str(output)
+
+        def published():
+            return {str(p.relative_to(output)): p.read_bytes() for p in output.rglob("*")
+                    if p.is_file() and not p.relative_to(output).parts[0].startswith(".")}
+    else:
+        request.getfixturevalue("moto")
+        import boto3
+        import s3fs
+
+        s3 = boto3.client("s3")
+        bucket = "fruits-lost-session"
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        for path in images.rglob("*.jpg"):
+            s3.upload_file(str(path), bucket, f"images/{path.relative_to(images).as_posix()}")
+        for name, data in previous.items():
+            s3.put_object(Bucket=bucket, Key=f"out/{name}", Body=data)
+        input_path, output_uri = f"s3://{bucket}/images", f"s3://{bucket}/out"
+        fs = s3fs.S3FileSystem()
+
+        def published():
+            fs.invalidate_cache()
+            return {key.split("/out/", 1)[1]: fs.cat_file(key) for key in fs.find(f"{bucket}/out")
+                    if not key.split("/out/", 1)[1].startswith(".")}
+
+    before = len(livy.requests)
+    run = subprocess.Popen([sys.executable, "-m", "fruits.cli", "run", "--livy", livy.url, "--input", input_path,
+                            "--output", output_uri, "-p", "weights", "random", "-p", "mode", "overwrite",
+                            "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def featurizing():
+            if run.poll() is not None:
+                raise AssertionError(f"the run ended before featurizing: {run.communicate()[1][-3000:]}")
+            for r in livy.requests[before:]:
+                if r["method"] == "POST" and r["path"].endswith("/statements") and "execute(spark" in r["body"]["code"]:
+                    session = livy.sessions.get(int(r["path"].split("/")[2]))
+                    if session and session.running and "execute(spark" in session.running.code:
+                        return session
+            return None
+
+        session_id = wait_for(featurizing, timeout=300, what="the featurization statement to run").id
+        time.sleep(2)
+        livy.kill_driver(session_id)
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, stderr[-3000:]
+    assert f"session {session_id} is dead" in stderr and "failed with" in stderr, stderr[-3000:]
+    assert published() == previous
+

@@ -226,6 +226,10 @@ class LivyDouble:
         stopping.start()
         self._stopping.append(stopping)
 
+    def kill_driver(self, session_id: int) -> None:
+        """Kill a session's driver and everything it started, as a driver OOM or a YARN preemption would."""
+        self._kill(self.sessions[session_id])
+
     # --- inside ---------------------------------------------------------------
 
     def _dispatch(self, session: Session) -> None:
