@@ -249,3 +249,20 @@ def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, 
     assert f"session {session_id} is dead" in stderr and "failed with" in stderr, stderr[-3000:]
     assert published() == previous
 
+
+
+def test_emr_doctor_checks_a_cluster_through_livy(uploaded, livy):
+    """Against the local stack (moto bucket, the Livy double as the cluster's Livy): all pass; a bad bucket fails."""
+    healthy = fruits("emr", "doctor", "--bucket", uploaded, "--livy", livy.url)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr[-3000:]
+    verdicts = [line for line in healthy.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert len(verdicts) == 9 and all(line.startswith("PASS") for line in verdicts), healthy.stdout
+    assert "1 image -> 1280 features on an executor" in healthy.stdout and "All checks passed." in healthy.stdout
+
+    broken = fruits("emr", "doctor", "--bucket", "no-such-fruits-bucket", "--livy", livy.url)
+    assert broken.returncode == 1
+    failed = [line for line in broken.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 2 and all("no-such-fruits-bucket" in line for line in failed), broken.stdout
+
+    nobody = fruits("emr", "doctor", "--bucket", uploaded, "--livy", "http://127.0.0.1:9")
+    assert nobody.returncode == 1 and "FAIL  Livy answers at http://127.0.0.1:9" in nobody.stdout

@@ -37,6 +37,12 @@ def add_parser(commands) -> None:
     create.add_argument("--ssh-from", metavar="CIDR",
                         help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at most "
                              "a /24); needs --key-name and --subnet-id. Default: no inbound rule, use fruits tunnel")
+    doctor = verb("doctor", "check a live cluster through its Livy: Python, fruits, executors, engine, bucket")
+    doctor.add_argument("--bucket", required=True, help="bucket name (not a URI) the cluster must read and write")
+    doctor.add_argument("--prefix", default="fruits", help="key prefix the probe is written under (default: fruits)")
+    doctor.add_argument("--livy", default="http://localhost:8998",
+                        help="Livy URL (default: http://localhost:8998, i.e. through "
+                             "`fruits tunnel --cluster-id J --port 8998`)")
     setup = verb("setup", "create the project's IAM roles and instance profile (idempotent)")
     setup.add_argument("--bucket", required=True, help="the one bucket the cluster instances may use")
     setup.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
@@ -65,11 +71,26 @@ def _show(operation: str, request) -> None:
     print(json.dumps({"operation": operation, "request": request}, indent=2))
 
 
+def _doctor(args) -> int:
+    from fruits import doctor
+
+    emr.check_bucket(args.bucket)
+    target = f"s3://{args.bucket}/{args.prefix.strip('/')}"
+    if args.dry_run:
+        _show("livy.statement", {"livy": args.livy, "session": doctor.SESSION,
+                                 "code": doctor.statement_code(target, __version__)})
+        return 0
+    print(f"Checking the cluster behind {args.livy} (a small Livy session; takes a minute or two)...", flush=True)
+    return 0 if doctor.print_verdicts(doctor.diagnose(args.livy, target)) else 1
+
+
 def _dispatch(args) -> int:
     from fruits.cli import parse_value
 
     if args.emr_command == "setup":
         return _setup(args)
+    if args.emr_command == "doctor":
+        return _doctor(args)
     if args.emr_command == "upload":
         with tempfile.TemporaryDirectory() as scratch:
             wheel = emr.build_wheel(Path(scratch))
