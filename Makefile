@@ -50,6 +50,9 @@ lab: env ## Open the paired notebooks in JupyterLab
 	$(PIP_INSTALL) -e ".[local,lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+livy: env ## Serve the Livy double on 127.0.0.1:8998 (try the cloud notebook locally; Ctrl-C stops it)
+	$(BIN)/fruits livy
+
 sync-notebooks: env ## Regenerate the .ipynb files from their .py sources (jupytext)
 	$(BIN)/jupytext --sync notebooks/*.py
 
@@ -63,4 +66,4 @@ lock: env ## Re-pin requirements/constraints.txt from .venv (with the lab extra 
 clean: ## Remove generated data, outputs and the environment
 	rm -rf $(VENV) output data .pytest_cache
 
-.PHONY: help env browser demo test lab sync-notebooks lock clean
+.PHONY: help env browser demo test lab livy sync-notebooks lock clean
