@@ -51,8 +51,8 @@ driver_memory = "4g"  # local Spark JVM heap
 from fruits import explore, plots
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
-from fruits.report import (evaluation_figure, register_matplot_magic, show_banners, show_evaluation,
-                           show_table, summary_table)
+from fruits.report import (confusion_figure, evaluation_figure, per_class_figure, register_matplot_magic,
+                           show_banners, show_evaluation, show_table, summary_table)
 
 register_matplot_magic()  # `%matplot figure` draws a figure here as in the PySpark (Livy) kernel
 
@@ -101,9 +101,21 @@ figure = plots.variance_curve(result.pca.spectrum, result.pca.k, variance_target
 
 # %% [markdown]
 # ## The images on the first two principal components
+# At most 5,000 images, drawn at random; each class's name sits at its centroid. The HTML
+# report adds an interactive version of this map (hover a point to see its image).
 
 # %%
 figure = plots.pca_map(explore.pca_points(spark, result.layout, seed=seed))
+# %matplot figure
+
+# %% [markdown]
+# ## What looks alike to the network
+# Images from six random classes, each followed by the five images closest to it in the
+# k-dimensional PCA space (Euclidean distance, searched over every image of the run). Fruits-360
+# photographs each fruit from many angles, so close neighbours are often other views of it.
+
+# %%
+figure = plots.nearest_neighbours(explore.nearest_neighbours(spark, result.layout, seed=seed))
 # %matplot figure
 
 # %% [markdown]
@@ -116,6 +128,22 @@ show_evaluation(result.manifest)
 
 # %%
 figure = evaluation_figure(result.manifest)
+# %matplot figure
+
+# %% [markdown]
+# ### Which classes are recognised worst?
+
+# %%
+figure = per_class_figure(result.manifest)
+# %matplot figure
+
+# %% [markdown]
+# ### Which classes does it confuse, in pictures?
+# For the most confused pairs: images of the true class that the classifier took for another
+# class, next to images of that other class.
+
+# %%
+figure = confusion_figure(spark, result.layout, result.manifest)
 # %matplot figure
 
 # %% [markdown]

@@ -85,7 +85,7 @@ def test_papermill_runs_the_cloud_notebook_unchanged_through_sparkmagic_and_livy
     notebook = nbformat.read(executed, as_version=4)
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME
     figure_cells = [c for c in notebook.cells if c.cell_type == "code" and "%matplot figure" in c.source.splitlines()]
-    assert len(figure_cells) == 6
+    assert len(figure_cells) == 9  # counts, samples, variance, PCA map, neighbours, k sweep, per class, confused, timings
     for cell in figure_cells:  # each figure came back from Livy as image/png and is in the notebook
         assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source
     requests = livy.requests[before:]
@@ -167,9 +167,9 @@ def test_fruits_emr_run_end_to_end_on_moto_and_the_livy_double(uploaded, livy, s
     manifest = json.loads(fs.cat_file(f"{uploaded}/runs/emr/manifest.json"))
     assert manifest["counts"]["featurized"] == 18 and manifest["input_path"] == f"s3://{uploaded}/images"
     notebook = nbformat.reads(fs.cat_file(f"{uploaded}/runs/emr/notebook.ipynb").decode(), as_version=4)
-    assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME and figures(notebook) == 6
+    assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME and figures(notebook) == 9
     report = fs.cat_file(f"{uploaded}/runs/emr/report.html").decode()
-    assert report.count("data:image/png;base64,") >= 6
+    assert report.count("data:image/png;base64,") >= 9
 
 
 def wait_for(condition, *, timeout: float, what: str):

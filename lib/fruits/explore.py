@@ -76,6 +76,134 @@ def sample_images(listing: Listing, *, count: int = 16, seed: int = 0) -> list[t
     return picked
 
 
+def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.ndarray | None]:
+    """Read images on the driver (local or ``s3://``) as RGB arrays of at most ``side`` pixels.
+
+    A file that cannot be read maps to ``None``: figures draw it as a blank tile
+    rather than failing the report (the pipeline records unreadable files itself).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import fsspec
+
+    from fruits.preprocess import ImageDecodeError, load_rgb
+
+    def read(path: str):
+        try:
+            with fsspec.open(path, "rb") as handle:
+                image = load_rgb(handle.read())
+        except (ImageDecodeError, OSError):
+            return None
+        image.thumbnail((side, side))
+        return np.asarray(image)
+
+    unique = list(dict.fromkeys(paths))
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(unique)))) as pool:
+        return dict(zip(unique, pool.map(read, unique)))
+
+
+def _with_pixels(frame: pd.DataFrame, *, side: int = 100) -> pd.DataFrame:
+    pixels = load_pixels(frame["path"], side=side) if len(frame) else {}
+    blank = np.full((side, side, 3), 235, dtype=np.uint8)
+    return frame.assign(pixels=[blank if pixels.get(path) is None else pixels[path] for path in frame["path"]])
+
+
+def _squared_distance(column: str, vector) -> "pyspark.sql.Column":  # noqa: F821 - pyspark imported lazily
+    """Spark SQL expression: squared Euclidean distance between an array column and a fixed vector."""
+    from pyspark.sql import functions as F
+
+    fixed = F.array(*[F.lit(float(value)) for value in vector])
+    return F.aggregate(F.zip_with(F.col(column), fixed, lambda a, b: (a - b) * (a - b)),
+                       F.lit(0.0).cast("double"), lambda total, value: total + value)
+
+
+def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbours: int = 5,
+                       seed: int = 0) -> pd.DataFrame:
+    """Query images from different classes and their nearest neighbours in the run's PCA space.
+
+    Queries are drawn at random, one per class from ``queries`` random classes; each
+    query's neighbours are the ``neighbours`` closest other images (Euclidean distance
+    on all k PCA features) among every image of the run. Spark ranks the distances;
+    only ``queries * (neighbours + 1)`` rows and their images reach the driver.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``query``, ``rank`` (0 = the query itself), ``path``, ``label``, ``distance``,
+        ``pixels`` (RGB array, at most 100 pixels a side).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pca = spark.read.parquet(layout.pca)
+    labels = sorted(row.label for row in pca.select("label").distinct().collect())
+    chosen = random.Random(seed).sample(labels, min(queries, len(labels)))
+    if not chosen:
+        return pd.DataFrame(columns=["query", "rank", "path", "label", "distance", "pixels"])
+    pick = Window.partitionBy("label").orderBy(F.rand(seed), "path")
+    picked = (pca.where(F.col("label").isin(chosen)).withColumn("n", F.row_number().over(pick))
+              .where("n = 1").select("path", "label", "pca_features").collect())
+    picked.sort(key=lambda row: chosen.index(row.label))
+    rows = []
+    for index, query in enumerate(picked):
+        rows.append({"query": index, "rank": 0, "path": query.path, "label": query.label, "distance": 0.0})
+        near = (pca.where(F.col("path") != query.path)
+                .select("path", "label", _squared_distance("pca_features", query.pca_features).alias("d2"))
+                .orderBy("d2", "path").limit(neighbours).collect())
+        rows += [{"query": index, "rank": rank, "path": row.path, "label": row.label,
+                  "distance": float(np.sqrt(row.d2))} for rank, row in enumerate(near, start=1)]
+    return _with_pixels(pd.DataFrame(rows))
+
+
+def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int = 6, per_pair: int = 3,
+                      others: int = 2) -> pd.DataFrame:
+    """Images behind the evaluation's most confused class pairs.
+
+    The run's classifier (``classifier/``) predicts the classes of the run's images again
+    from their stored PCA features; for each of the ``pairs`` most confused pairs
+    (true class A taken for B) this returns up to ``per_pair`` images of A predicted as B
+    (``role = "mistaken"``) and ``others`` images of B predicted as B (``role = "other"``).
+    Empty when the run has no evaluation or nothing was confused.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``pair``, ``true``, ``predicted``, ``count``, ``role``, ``path``, ``label``, ``pixels``.
+    """
+    columns = ["pair", "true", "predicted", "count", "role", "path", "label", "pixels"]
+    evaluation = manifest.get("evaluation") or {}
+    confused = evaluation.get("most_confused", [])[:pairs]
+    if not confused:
+        return pd.DataFrame(columns=columns)
+    from pyspark.ml.classification import LogisticRegressionModel
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from fruits.reduce import PCA_VECTOR_COL
+
+    model = LogisticRegressionModel.load(layout.classifier)
+    index = {label: float(position) for position, label in enumerate(evaluation["labels"])}
+    wanted = {(pair["true"], pair["predicted"]) for pair in confused}
+    involved = sorted({label for pair in wanted for label in pair})
+    predicted = (model.transform(spark.read.parquet(layout.pca).where(F.col("label").isin(involved))
+                                 .withColumn(PCA_VECTOR_COL, array_to_vector("pca_features")))
+                 .select("path", "label", F.col("prediction").alias("predicted_index")))
+    keep = Window.partitionBy("label", "predicted_index").orderBy("path")
+    rows = (predicted.withColumn("n", F.row_number().over(keep)).where(F.col("n") <= max(per_pair, others))
+            .select("path", "label", "predicted_index", "n").collect())
+    found = [(row.label, row.predicted_index, row.n, row.path) for row in rows]
+    out = []
+    for number, pair in enumerate(confused):
+        true, other = pair["true"], pair["predicted"]
+        mistaken = sorted((n, path) for label, p, n, path in found if label == true and p == index[other])
+        correct = sorted((n, path) for label, p, n, path in found if label == other and p == index[other])
+        for role, picks, label, limit in (("mistaken", mistaken, true, per_pair), ("other", correct, other, others)):
+            out += [{"pair": number, "true": true, "predicted": other, "count": pair["count"], "role": role,
+                     "path": path, "label": label} for _, path in picks[:limit]]
+    return _with_pixels(pd.DataFrame(out, columns=columns[:-1]))
+
+
 def timings(manifest: dict) -> pd.Series:
     """Seconds per stage from a manifest, without the total."""
     seconds = dict(manifest["seconds"])

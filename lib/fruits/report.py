@@ -110,7 +110,8 @@ def show_table(frame, *, empty: str = "(no rows)") -> None:
 
 
 def show_evaluation(manifest: Mapping[str, Any]) -> None:
-    """Classifier scores, the k sweep, confused pairs and weakest classes (the curve: :func:`evaluation_figure`)."""
+    """Classifier scores, the k sweep and the confused pairs as tables (figures: :func:`evaluation_figure`,
+    :func:`per_class_figure`, :func:`confusion_figure`)."""
     from fruits.evaluate import sweep_frame
 
     say = show_markdown
@@ -134,6 +135,9 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
             f"{len(evaluation['train_only_classes'])} training classes absent here "
             f"({', '.join(evaluation['train_only_classes']) or '-'})."
         ))
+    if manifest.get("weights", {}).get("random"):
+        say("**The features come from a network with RANDOM weights: these scores say how well random "
+            "convolutions separate these images, not how good MobileNetV2's features are.**")
     sweep = sweep_frame(evaluation)
     _show(sweep.style.format({"cumulative_variance": "{:.3f}", "accuracy": "{:.2%}", "macro_f1": "{:.3f}"}),
           sweep.to_string())
@@ -141,8 +145,6 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
 
     pairs = pd.DataFrame(evaluation["most_confused"])
     show_table(pairs, empty="No image was confused with another class.")
-    weakest = pd.Series(evaluation["per_class_accuracy"], name="accuracy").sort_values().head(15)
-    _show(weakest.to_frame().style.format("{:.2%}"), weakest.to_string())
 
 
 def evaluation_figure(manifest: Mapping[str, Any]):
@@ -155,6 +157,27 @@ def evaluation_figure(manifest: Mapping[str, Any]):
         return plots.message("No evaluation in this run: set train_path to score the features.",
                              title="Does a smaller representation still recognise fruits?")
     return plots.accuracy_by_k(sweep_frame(evaluation), evaluation["k"])
+
+
+def per_class_figure(manifest: Mapping[str, Any]):
+    """Per-class accuracy, worst first, or a figure saying that the run has no evaluation."""
+    from fruits import plots
+
+    evaluation = manifest.get("evaluation")
+    title = "Per-class accuracy, worst first"
+    if not evaluation:
+        return plots.message("No evaluation in this run: set train_path to score the features.", title=title)
+    return plots.per_class_accuracy(evaluation["per_class_accuracy"], title=title)
+
+
+def confusion_figure(spark, layout, manifest: Mapping[str, Any]):
+    """The most confused class pairs with images of each, or a figure saying why there are none."""
+    from fruits import explore, plots
+
+    title = "Most confused class pairs, in pictures"
+    if not manifest.get("evaluation"):
+        return plots.message("No evaluation in this run: set train_path to score the features.", title=title)
+    return plots.confused_pairs(explore.confused_examples(spark, layout, manifest), title=title)
 
 
 def summary_table(manifest: Mapping[str, Any]):
@@ -246,13 +269,16 @@ def strip_noise(notebook) -> None:
 
 
 def render_html(notebook_path: str, html_path: str) -> None:
-    """Render an executed notebook to a self-contained HTML report without code cells."""
+    """Render an executed notebook to a self-contained HTML report without code cells.
+
+    No request leaves the file (no CDN script, style or font), every figure has an alt
+    text, and a successful run gets its interactive PCA map (see :mod:`fruits.report_html`).
+    """
     import nbformat
-    from nbconvert import HTMLExporter
+
+    from fruits.report_html import render
 
     notebook = nbformat.read(notebook_path, as_version=4)
-    strip_noise(notebook)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(notebook)
+    body = render(notebook)
     with open(html_path, "w", encoding="utf-8") as handle:
         handle.write(body)

@@ -1,0 +1,207 @@
+"""Turn an executed notebook into the HTML report a reviewer opens: offline, described, complete.
+
+:func:`fruits.report.render_html` calls :func:`render` after papermill, on the machine
+that ran the notebook (``fruits run``, ``fruits run --livy``, an EMR step). It
+
+- renders with nbconvert's ``lab`` template minus everything that loads from the
+  network: require.js and MathJax (from cdnjs), mermaid (from cdnjs) and the Jupyter
+  widgets manager (from unpkg) are left out, so the file makes no request;
+- drops widget outputs (sparkmagic's progress bars) and noisy start-up log lines;
+- gives every figure its alt text: the sentence the figure wrote into its PNG
+  (:data:`fruits.plots.ALT_TEXT_KEY`, which survives Livy), else the heading above it;
+- adds what a kernel behind Livy cannot send back: an interactive PCA map with hover
+  thumbnails (:mod:`fruits.interactive`), read from the run's written outputs, only when
+  the notebook succeeded and the outputs were written by this execution.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+#: Outputs a static report cannot show: interactive widgets (sparkmagic's progress bar).
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+#: What nbconvert writes when an image has no alt text; never in our reports.
+NBCONVERT_PLACEHOLDER = "No description has been provided for this image"
+
+#: Code cells whose figure the interactive map follows.
+MAP_ANCHOR = "plots.pca_map("
+
+_PLACEHOLDER = "<!-- fruits:interactive-map -->"
+
+#: nbconvert's lab template without a single outside request (see the module docstring).
+TEMPLATE = r"""
+{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_widget_view -%}{%- endblock data_widget_view -%}
+{%- block extra_css -%}
+<style type="text/css">
+body.jp-Notebook { max-width: 1400px; margin: 0 auto; }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
+</style>
+{%- endblock extra_css -%}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+alt="{{ ((output | get_metadata('alt', 'image/png')) or 'Figure') | escape_html }}">
+</div>
+{% endblock data_png %}
+"""
+
+
+def png_description(data: str) -> str | None:
+    """The alt text a report figure wrote into its PNG (base64 as in a notebook), if any."""
+    from PIL import Image
+
+    from fruits.plots import ALT_TEXT_KEY
+
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+    except (ValueError, OSError):
+        return None
+    text = getattr(image, "text", None) or image.info
+    value = text.get(ALT_TEXT_KEY)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _heading(source: str) -> str | None:
+    headings = [line.lstrip("#").strip() for line in source.splitlines() if line.startswith("#")]
+    return headings[-1] if headings else None
+
+
+def add_alt_text(notebook) -> int:
+    """Set ``alt`` on every PNG output: its own description, else "Figure: <heading above it>".
+
+    Returns the number of figures that fell back to the heading.
+    """
+    heading, fallbacks = "the run", 0
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            heading = _heading(cell.source) or heading
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" not in data:
+                continue
+            metadata = output.setdefault("metadata", {}).setdefault("image/png", {})
+            if metadata.get("alt"):
+                continue
+            described = png_description(data["image/png"])
+            if described is None:
+                fallbacks += 1
+                described = f"Figure: {heading}"
+            metadata["alt"] = described
+    return fallbacks
+
+
+def strip_widgets(notebook) -> None:
+    """Remove widget outputs (their text fallback is a repr, not a result) and the widget state."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_MIME not in o.get("data", {})]
+
+
+def run_outputs(notebook) -> str | None:
+    """The output folder this execution wrote, or ``None`` when it must not be read.
+
+    ``None`` when papermill recorded an exception, the notebook has no ``output_dir``
+    parameter, or the manifest there predates this execution (a previous run's outputs).
+    """
+    from fruits.layout import OutputLayout
+    from fruits.manifest import read_json
+
+    papermill = notebook.metadata.get("papermill", {})
+    output_dir = papermill.get("parameters", {}).get("output_dir")
+    if papermill.get("exception") or not output_dir:
+        return None
+    try:
+        manifest = read_json(OutputLayout(output_dir).manifest)
+    except (OSError, ValueError) as exc:
+        log.warning("report: no manifest in %s (%s); run sections left out", output_dir, exc)
+        return None
+    started = _utc(papermill.get("start_time"))
+    created = _utc(manifest.get("created_utc"))
+    if started and created and created < started - dt.timedelta(seconds=2):
+        log.warning("report: %s holds an older run (%s, this one started %s); run sections left out",
+                    output_dir, created, started)
+        return None
+    return output_dir
+
+
+def _utc(text) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+def add_interactive_map(notebook, output_dir: str) -> str | None:
+    """Insert the interactive map's section after the static PCA map; return its HTML.
+
+    The HTML (megabytes of inlined plotly) is not put through nbconvert: a placeholder
+    output marks its place and :func:`render` substitutes it into the finished page.
+    """
+    import nbformat
+
+    try:
+        from fruits import interactive
+
+        fragment = interactive.build(output_dir)
+    except ImportError as exc:
+        fragment = f"<p><em>The interactive map needs plotly ({exc}).</em></p>"
+    except Exception as exc:  # noqa: BLE001 - an optional section must never cost the report
+        log.warning("report: interactive map left out: %s", exc, exc_info=True)
+        fragment = f"<p><em>The interactive map could not be built: {type(exc).__name__}: {exc}</em></p>"
+    position = next((i + 1 for i, cell in enumerate(notebook.cells)
+                     if cell.cell_type == "code" and MAP_ANCHOR in cell.source), len(notebook.cells))
+    heading = nbformat.v4.new_markdown_cell(
+        "### The same map, interactive\n"
+        "Added when this report was rendered, from the run's outputs: the same number of images per class. "
+        "Hover a point to see its image, label and path; click a class in the legend to hide or show it, "
+        "double-click to show it alone; drag to zoom, double-click the map to zoom out."
+    )
+    holder = nbformat.v4.new_code_cell("")
+    holder.outputs = [nbformat.v4.new_output("display_data", data={"text/html": _PLACEHOLDER})]
+    notebook.cells[position:position] = [heading, holder]
+    return fragment
+
+
+def exporter():
+    """nbconvert's HTML exporter with :data:`TEMPLATE`: code hidden, nothing loaded from outside."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(
+        template_name="lab", extra_loaders=[DictLoader({"fruits-report.html.j2": TEMPLATE})],
+        template_file="fruits-report.html.j2", exclude_input=True, exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+
+
+def render(notebook, *, interactive: bool = True) -> str:
+    """The report's HTML for an executed notebook (modified in place)."""
+    from fruits.report import strip_noise
+
+    strip_noise(notebook)
+    strip_widgets(notebook)
+    fragment = None
+    output_dir = run_outputs(notebook) if interactive else None
+    if output_dir is not None:
+        fragment = add_interactive_map(notebook, output_dir)
+    add_alt_text(notebook)
+    body, _ = exporter().from_notebook_node(notebook)
+    if fragment is not None:
+        body = body.replace(_PLACEHOLDER, fragment, 1)
+    return body
+
