@@ -119,10 +119,18 @@ def test_bucket_must_be_a_bare_name():
 
 def test_iam_policy_is_scoped_to_the_project_bucket():
     policy = json.loads((ROOT / "emr-config" / "iam-instance-policy.json").read_text())
+    secret_reads = []
     for statement in policy["Statement"]:
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        assert all(r.startswith("arn:aws:s3:::${BUCKET}") for r in resources), resources
-        assert not any(a.endswith(":*") or a == "*" for a in statement["Action"])
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        assert not any(a.endswith(":*") or a == "*" for a in actions)
+        if all(a.startswith("s3:") for a in actions):
+            assert all(r.startswith("arn:aws:s3:::${BUCKET}") for r in resources), resources
+        else:  # the JupyterHub users step reads its passwords: that prefix, nothing else
+            secret_reads.append((actions, resources))
+    assert secret_reads == [(["secretsmanager:GetSecretValue"],
+                             ["arn:aws:secretsmanager:*:${ACCOUNT}:secret:fruits-emr/${BUCKET}/jupyterhub/*"])]
 
 
 def test_shell_scripts_pass_shellcheck():

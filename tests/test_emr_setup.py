@@ -134,7 +134,7 @@ def test_setup_creates_both_roles_the_profile_and_the_tags(fresh_account):
     assert instance["attached"] == [emr_setup.SSM_CORE_ARN]
     bucket_policy = instance["inline"][emr_setup.INSTANCE_POLICY_NAME]
     assert {r for s in statements(bucket_policy) for r in as_list(s["Resource"])} == {
-        f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
+        f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*", secret_arns(MOTO_ACCOUNT)}
 
     (trust,) = statements(service["trust"])
     assert trust["Principal"] == {"Service": "elasticmapreduce.amazonaws.com"}
@@ -200,14 +200,23 @@ def test_setup_dry_run_prints_the_requests_and_touches_nothing(fresh_account):
     assert not boto3.client("ec2").describe_subnets(SubnetIds=[subnet])["Subnets"][0].get("Tags")
 
 
+def secret_arns(account):
+    """The JupyterHub passwords of the bucket (any region: IAM is global, the bucket name is unique)."""
+    return f"arn:aws:secretsmanager:*:{account}:secret:fruits-emr/{BUCKET}/jupyterhub/*"
+
+
 def test_instance_policy_grants_the_project_bucket_only():
     docs = emr_setup.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
     for statement in statements(docs["iam-instance-policy"]):
         actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
-        assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
         assert statement["Effect"] == "Allow" and "Condition" not in statement
+        if actions == ["secretsmanager:GetSecretValue"]:  # the JupyterHub users step
+            assert resources == [secret_arns(MOTO_ACCOUNT)]
+            continue
+        assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
         assert resources and all(r in (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*") for r in resources)
-    assert "*" not in json.dumps(docs["iam-instance-policy"]).replace(f"{BUCKET}/*", "")
+    rest = json.dumps(docs["iam-instance-policy"]).replace(f"{BUCKET}/*", "").replace(secret_arns(MOTO_ACCOUNT), "")
+    assert "*" not in rest
 
 
 def test_service_role_trusts_emr_of_this_account_and_passes_only_the_instance_role():
@@ -255,4 +264,5 @@ def test_a_new_bucket_updates_the_instance_policy_in_place(fresh_account):
         ["inline", "policy", emr_setup.INSTANCE_POLICY_NAME]]
     policy = iam_state()[emr_setup.INSTANCE_ROLE]["inline"][emr_setup.INSTANCE_POLICY_NAME]
     assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
-        "arn:aws:s3:::fruits-other-bucket", "arn:aws:s3:::fruits-other-bucket/*"}
+        "arn:aws:s3:::fruits-other-bucket", "arn:aws:s3:::fruits-other-bucket/*",
+        f"arn:aws:secretsmanager:*:{MOTO_ACCOUNT}:secret:fruits-emr/fruits-other-bucket/jupyterhub/*"}

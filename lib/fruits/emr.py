@@ -22,6 +22,9 @@ from fruits.report import CLOUD_NOTEBOOK
 
 #: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
 JUPYTER_PREFIX = "jupyter/jovyan"
+#: Notebooks of each JupyterHub user: ``s3://BUCKET/jupyter/<user>/``
+#: (https://docs.aws.amazon.com/emr/latest/ReleaseGuide/emr-jupyterhub-s3.html).
+JUPYTER_USER_PREFIX = "jupyter/{user}"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
 
@@ -72,7 +75,8 @@ def wheel_name(version: str) -> str:
 def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str | None = None,
                          subnet_id: str | None = None, spot_task: bool = False,
                          idle_timeout: int = 3600,
-                         additional_master_security_groups: list[str] | None = None) -> dict:
+                         additional_master_security_groups: list[str] | None = None,
+                         steps: list[dict] | None = None) -> dict:
     """The ``emr.run_job_flow`` request: cluster.json with configurations.json and our options.
 
     The roles are the project's own (``fruits emr setup``), and the cluster carries the tag
@@ -80,7 +84,9 @@ def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str 
     may not launch anything
     (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role.html). No inbound rule is
     added unless ``additional_master_security_groups`` names one (``--ssh-from``, see
-    ``fruits.emr_access``).
+    ``fruits.emr_access``). ``steps`` run once the applications are up (``--users``: the JupyterHub
+    users step of ``fruits.emr_users``, which a bootstrap action could not be: those run before
+    the applications are installed).
     """
     check_bucket(bucket)
     if not 60 <= idle_timeout <= 604800:
@@ -99,6 +105,8 @@ def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str 
         for group in request["Instances"]["InstanceGroups"]:
             if group["InstanceRole"] == "TASK":
                 group["Market"] = "SPOT"
+    if steps:
+        request["Steps"] = list(steps)
     return request
 
 
@@ -152,13 +160,22 @@ def build_wheel(target: Path) -> Path:
     return wheels[-1]
 
 
-def upload_plan(*, bucket: str, prefix: str, wheel: Path) -> list[tuple[str, str]]:
+def jupyter_prefixes(users: list[str] | None = None) -> list[str]:
+    """JupyterHub's S3 folders to fill: each named user's, or the default ``jovyan``'s when none is named."""
+    if not users:
+        return [JUPYTER_PREFIX]
+    from fruits.emr_users import check_user
+
+    return [JUPYTER_USER_PREFIX.format(user=check_user(user)) for user in users]
+
+
+def upload_plan(*, bucket: str, prefix: str, wheel: Path, users: list[str] | None = None) -> list[tuple[str, str]]:
     """(local file, s3 key) pairs that ``fruits emr upload`` copies.
 
-    Only the cloud notebook goes where JupyterHub shows notebooks (``jupyter/jovyan/``):
-    JupyterHub's Python 3 kernel runs in a container without ``fruits`` or Spark, so the
-    local notebook could not run there. Its ``.py`` source also goes under
-    ``PREFIX/notebooks/`` for headless runs (``fruits emr run``).
+    Only the cloud notebook goes where JupyterHub shows notebooks (``jupyter/jovyan/``, or
+    ``jupyter/<user>/`` for each of ``users``): JupyterHub's Python 3 kernel runs in a container
+    without ``fruits`` or Spark, so the local notebook could not run there. Its ``.py`` source
+    also goes under ``PREFIX/notebooks/`` for headless runs (``fruits emr run``).
     """
     check_bucket(bucket)
     root, base = config.project_root(), prefix.strip("/")
@@ -167,21 +184,23 @@ def upload_plan(*, bucket: str, prefix: str, wheel: Path) -> list[tuple[str, str
         (str(root / "requirements" / "constraints.txt"), f"{base}/dist/constraints.txt"),
         (str(root / "requirements" / "sparkmagic.txt"), f"{base}/dist/sparkmagic.txt"),
         (str(root / "bootstrap" / "install-fruits.sh"), f"{base}/bootstrap/install-fruits.sh"),
+        (str(root / "bootstrap" / "jupyterhub-users.sh"), f"{base}/bootstrap/jupyterhub-users.sh"),
     ]
     plan += [(str(p), f"{base}/emr-config/{p.name}") for p in sorted(emr_config_dir().glob("*.json"))]
     notebook = config.notebooks_dir() / CLOUD_NOTEBOOK
     plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
-    plan.append((str(notebook.with_suffix(".ipynb")), f"{JUPYTER_PREFIX}/{base}/{notebook.with_suffix('.ipynb').name}"))
+    shown = notebook.with_suffix(".ipynb")
+    plan += [(str(shown), f"{folder}/{base}/{shown.name}") for folder in jupyter_prefixes(users)]
     return plan
 
 
-def folder_markers(*, prefix: str) -> list[str]:
+def folder_markers(*, prefix: str, users: list[str] | None = None) -> list[str]:
     """Empty objects that make JupyterHub's S3 contents manager list the notebook folder.
 
     s3contents (the S3 ContentsManager EMR's JupyterHub uses) shows a folder only when it
-    holds a ``.s3keep`` object.
+    holds a ``.s3keep`` object; one per user's folder (``jovyan``'s when no user is named).
     """
-    return [f"{JUPYTER_PREFIX}/{prefix.strip('/')}/.s3keep"]
+    return [f"{folder}/{prefix.strip('/')}/.s3keep" for folder in jupyter_prefixes(users)]
 
 
 def client(service: str):

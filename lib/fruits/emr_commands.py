@@ -1,4 +1,4 @@
-"""``fruits emr setup | upload | create-cluster | run | status | terminate``.
+"""``fruits emr setup | upload | create-cluster | users | run | status | terminate``.
 
 Every command takes ``--dry-run``: it prints the exact API requests as JSON and
 touches nothing. Credentials and region come from the standard AWS environment
@@ -16,7 +16,7 @@ from fruits import __version__, emr, emr_access
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("emr", help="AWS EMR: setup, upload, create-cluster, run, status, terminate")
+    parser = commands.add_parser("emr", help="AWS EMR: setup, upload, create-cluster, users, run, status, terminate")
     verbs = parser.add_subparsers(dest="emr_command", required=True)
 
     def verb(name: str, help_text: str):
@@ -34,6 +34,18 @@ def add_parser(commands) -> None:
     create.add_argument("--subnet-id", help="subnet to launch in (a private subnet with SSM is best)")
     create.add_argument("--spot-task", action="store_true", help="buy the task node on the spot market")
     create.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle seconds")
+    users = verb("users", "JupyterHub logins: passwords in Secrets Manager; --show NAME prints one; "
+                          "--cluster-id adds the step that creates the users on a running cluster")
+    users.add_argument("--bucket", required=True, help="bucket name (not a URI): the passwords belong to its clusters")
+    users.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
+    users.add_argument("--show", metavar="NAME",
+                       help="print the password of NAME (from Secrets Manager) and nothing else")
+    users.add_argument("--cluster-id", help="also add the users step to this running cluster")
+    for sub in (upload, create, users):
+        sub.add_argument("--users", metavar="A,B",
+                         help="JupyterHub users (comma-separated): a login each, jovyan locked; "
+                              "upload puts the cloud notebook in each one's folder")
+        sub.add_argument("--users-file", metavar="PATH", help="JupyterHub users, one name per line (# comments)")
     create.add_argument("--ssh-from", metavar="CIDR",
                         help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at most "
                              "a /24); needs --key-name and --subnet-id. Default: no inbound rule, use fruits tunnel")
@@ -71,6 +83,50 @@ def _show(operation: str, request) -> None:
     print(json.dumps({"operation": operation, "request": request}, indent=2))
 
 
+def _users(args) -> list[str]:
+    from fruits.emr_users import parse_users
+
+    return parse_users(getattr(args, "users", None), getattr(args, "users_file", None))
+
+
+def _users_command(args) -> int:
+    """``fruits emr users``: see ``fruits.emr_users``."""
+    from fruits import emr_users
+
+    emr.check_bucket(args.bucket)
+    users = _users(args)
+    if args.show:
+        if users or args.cluster_id:
+            raise ValueError("--show NAME prints one password and takes no --users or --cluster-id")
+        name = emr_users.secret_name(args.bucket, args.show)
+        if args.dry_run:
+            _show("secretsmanager.get_secret_value", {"SecretId": name})
+            return 0
+        print(emr_users.show_password(emr.client("secretsmanager"), bucket=args.bucket, user=args.show))
+        return 0
+    if not users:
+        raise ValueError("name the users (--users A,B or --users-file PATH), or --show NAME")
+
+    def step_request(region: str) -> dict:
+        return emr_users.add_step_request(cluster_id=args.cluster_id, bucket=args.bucket, prefix=args.prefix,
+                                          region=region, users=users)
+
+    if args.dry_run:
+        print(json.dumps(emr_users.dry_run_operations(bucket=args.bucket, users=users)
+                         + ([{"operation": "emr.add_job_flow_steps", "request": step_request(emr_users.region_name())}]
+                            if args.cluster_id else []), indent=2))
+        return 0
+    secrets_client = emr.client("secretsmanager")
+    emr_users.ensure_secrets(secrets_client, bucket=args.bucket, users=users)
+    if args.cluster_id:
+        step = step_request(secrets_client.meta.region_name)
+        step_id = emr.client("emr").add_job_flow_steps(**step)["StepIds"][0]
+        print(f"step {step_id} added to {args.cluster_id}: creates {', '.join(users)} in JupyterHub, jovyan locked "
+              f"(aws emr describe-step --cluster-id {args.cluster_id} --step-id {step_id})")
+    print(f"each password: fruits emr users --bucket {args.bucket} --show NAME")
+    return 0
+
+
 def _doctor(args) -> int:
     from fruits import doctor
 
@@ -91,13 +147,16 @@ def _dispatch(args) -> int:
         return _setup(args)
     if args.emr_command == "doctor":
         return _doctor(args)
+    if args.emr_command == "users":
+        return _users_command(args)
     if args.emr_command == "upload":
         with tempfile.TemporaryDirectory() as scratch:
             wheel = emr.build_wheel(Path(scratch))
-            plan = emr.upload_plan(bucket=args.bucket, prefix=args.prefix, wheel=wheel)
+            users = _users(args)
+            plan = emr.upload_plan(bucket=args.bucket, prefix=args.prefix, wheel=wheel, users=users)
             requests = [{"Filename": local, "Bucket": args.bucket, "Key": key} for local, key in plan]
             markers = [{"Bucket": args.bucket, "Key": key, "Body": ""}
-                       for key in emr.folder_markers(prefix=args.prefix)]
+                       for key in emr.folder_markers(prefix=args.prefix, users=users)]
             if args.dry_run:
                 _show("s3.upload_file", requests)
                 _show("s3.put_object", markers)
@@ -111,6 +170,12 @@ def _dispatch(args) -> int:
                 print(f"folder marker s3://{args.bucket}/{marker['Key']}")
         return 0
     if args.emr_command == "create-cluster":
+        from fruits import emr_users
+
+        users = _users(args)
+        emr.check_bucket(args.bucket)
+        steps = [emr_users.users_step(bucket=args.bucket, prefix=args.prefix, region=emr_users.region_name(),
+                                      users=users)] if users else None
         ssh_cidr = ssh_group = None
         if args.ssh_from:
             ssh_cidr = emr_access.check_ssh_options(ssh_from=args.ssh_from, subnet_id=args.subnet_id,
@@ -119,14 +184,21 @@ def _dispatch(args) -> int:
         request = emr.run_job_flow_request(
             bucket=args.bucket, prefix=args.prefix, wheel=emr.wheel_name(__version__),
             key_name=args.key_name, subnet_id=args.subnet_id, spot_task=args.spot_task,
-            idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None)
+            idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None,
+            steps=steps)
         if args.dry_run:
-            if ssh_cidr:  # several calls: one JSON list of {"operation", "request"}
-                print(json.dumps(emr_access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr)
+            if ssh_cidr or users:  # several calls: one JSON list of {"operation", "request"}
+                ssh = emr_access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr) if ssh_cidr else []
+                print(json.dumps(ssh + emr_users.dry_run_operations(bucket=args.bucket, users=users)
                                  + [{"operation": "emr.run_job_flow", "request": request}], indent=2))
             else:
                 _show("emr.run_job_flow", request)
             return 0
+        if users:  # before the cluster: its step reads them, in the region they are created in
+            secrets_client = emr.client("secretsmanager")
+            emr_users.ensure_secrets(secrets_client, bucket=args.bucket, users=users)
+            request["Steps"] = [emr_users.users_step(bucket=args.bucket, prefix=args.prefix,
+                                                     region=secrets_client.meta.region_name, users=users)]
         if ssh_cidr:
             group_id = emr_access.ensure_ssh_group(emr.client("ec2"), subnet_id=args.subnet_id, cidr=ssh_cidr)
             request["Instances"]["AdditionalMasterSecurityGroups"] = [group_id]
@@ -136,6 +208,9 @@ def _dispatch(args) -> int:
               f"fruits tunnel --cluster-id {cluster_id}, then open https://localhost:9443")
         if ssh_cidr:
             print(f"SSH is open from {ssh_cidr} only: fruits tunnel --key KEY.pem --host PRIMARY_DNS")
+        if users:
+            print(f"JupyterHub logins: {', '.join(users)} (jovyan is locked); each password: "
+                  f"fruits emr users --bucket {args.bucket} --show NAME")
         if not args.subnet_id:
             print("note: no --subnet-id, so EMR picks a default-VPC subnet; AmazonEMRServicePolicy_v2 launches "
                   "only into a subnet and VPC tagged for-use-with-amazon-emr-managed-policies=true "
