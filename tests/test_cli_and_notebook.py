@@ -62,8 +62,10 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp
     assert manifest["counts"]["featurized"] == 180 and manifest["k"] == 10
     for name in ("features", "pca", "pca_model", "rejected", "notebook.ipynb"):
         assert (out / name).exists(), name
-    html = _assert_report(out / "report.html", figures=5)
+    assert manifest["evaluation"]["classes_scored"] == 6, "the demo scores its features on its synthetic training split"
+    html = _assert_report(out / "report.html", figures=9)
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
+    assert "RANDOM weights: these scores say" in html
     assert html.index("SYNTHETIC DEMO DATA") < html.index('src="data:image/png')
 
 
@@ -88,5 +90,5 @@ def test_real_slice_through_papermill(real_images, real_weights, tmp_path, spark
     assert pca.count() == 200
     assert {len(r.pca_features) for r in pca.collect()} == {50}
     assert spark.read.parquet(str(out / "rejected")).count() == 0
-    html = _assert_report(out / "report.html", figures=5)
+    html = _assert_report(out / "report.html", figures=9)
     assert "WEIGHTS ARE RANDOM" not in html and "SYNTHETIC" not in html

@@ -350,7 +350,7 @@ def nearest_neighbours(frame: pd.DataFrame):
         return message("No image to search.", title=title)
     queries = sorted(frame["query"].unique())
     columns = int(frame["rank"].max()) + 1
-    fig, axes = _figure(1.75 * columns + 0.3, 2.05 * len(queries) + 0.5, len(queries), columns)
+    fig, axes = _figure(1.75 * columns + 0.3, 2.3 * len(queries) + 0.6, len(queries), columns)
     for ax in axes.flat:
         ax.axis("off")
     same = total = 0
@@ -432,7 +432,7 @@ def confused_pairs(examples: pd.DataFrame, *, title: str = "Most confused class 
     left = int(mistaken.max()) if len(mistaken) else 0
     right = int(other.max()) if len(other) else 0
     columns = max(1, left + right)
-    fig, axes = _figure(1.6 * columns + 0.4, 2.15 * len(pairs) + 0.6, len(pairs), columns)
+    fig, axes = _figure(1.6 * columns + 0.4, 2.3 * len(pairs) + 0.7, len(pairs), columns)
     for ax in axes.flat:
         ax.axis("off")
     for row, pair in zip(axes, pairs):
@@ -444,11 +444,11 @@ def confused_pairs(examples: pd.DataFrame, *, title: str = "Most confused class 
                         colour=BAD, frame=BAD)
         for ax, image in zip(row[left:], images[images["role"] == "other"].itertuples()):
             ax.axis("on")
-            _image_axes(ax, image.pixels, title=f"a real\n{_short(image.predicted, 20)}", colour="#333333")
+            _image_axes(ax, image.pixels, title=f"{_short(image.predicted, 20)}\n(recognised)", colour="#333333")
         row[0].text(-0.08, 0.5, f"#{pair + 1}: {first['count']}×", transform=row[0].transAxes, rotation=90,
                     ha="right", va="center", fontsize=9, fontweight="bold")
     _suptitle(fig, title, "left, red: images of the true class that the classifier took for the other class; "
-              "right: images of that other class; N× = images confused")
+              "right: images of that other class, recognised correctly; N× = images confused")
     fig.set_layout_engine("tight")
     described = examples.drop_duplicates("pair").sort_values("pair")
     return _describe(fig, (
