@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fruits.layout import current_run
 from tests.conftest import copy_slice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,13 +58,14 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[featurize] finished" in result.stderr, "progress must reach the console"
-    manifest = json.loads((out / "manifest.json").read_text())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["demo"] is True and manifest["weights"]["random"] is True
     assert manifest["counts"]["featurized"] == 180 and manifest["k"] == 10
     for name in ("features", "pca", "pca_model", "rejected", "notebook.ipynb"):
-        assert (out / name).exists(), name
+        assert (run / name).exists(), name
     assert manifest["evaluation"]["classes_scored"] == 6, "the demo scores its features on its synthetic training split"
-    html = _assert_report(out / "report.html", figures=9)
+    html = _assert_report(run / "report.html", figures=9)
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
     assert "RANDOM weights: these scores say" in html
     assert html.index("SYNTHETIC DEMO DATA") < html.index('src="data:image/png')
@@ -76,19 +78,20 @@ def test_real_slice_through_papermill(real_images, real_weights, tmp_path, spark
     result = fruits("run", "--input", str(images), "--output", str(out),
                     "-p", "weights", str(real_weights), "-p", "k", "50", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["counts"] == {"input": 200, "images": 200, "featurized": 200, "rejected": 0,
                                   "featurized_this_run": 200}
     assert manifest["weights"]["random"] is False and manifest["demo"] is False
     assert manifest["k"] == 50 and len(manifest["explained_variance"]) == 50
     assert 0 < manifest["cumulative_variance_at_k"] <= 1
     assert len(manifest["classes"]) == 10
-    features = spark.read.parquet(str(out / "features"))
+    features = spark.read.parquet(str(run / "features"))
     assert features.count() == 200
     assert features.schema.simpleString() == "struct<path:string,label:string,features:array<float>>"
-    pca = spark.read.parquet(str(out / "pca"))
+    pca = spark.read.parquet(str(run / "pca"))
     assert pca.count() == 200
     assert {len(r.pca_features) for r in pca.collect()} == {50}
-    assert spark.read.parquet(str(out / "rejected")).count() == 0
-    html = _assert_report(out / "report.html", figures=9)
+    assert spark.read.parquet(str(run / "rejected")).count() == 0
+    html = _assert_report(run / "report.html", figures=9)
     assert "WEIGHTS ARE RANDOM" not in html and "SYNTHETIC" not in html

@@ -191,23 +191,32 @@ def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
     result = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
                     "-p", "weights", "random", "-p", "k", "4", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
+    from fruits.layout import current_run
+
     fs = s3fs.S3FileSystem()
-    manifest = json.loads(fs.cat_file(f"{bucket}/runs/one/manifest.json"))
+    run = current_run(f"s3://{bucket}/runs/one").removeprefix("s3://")
+    assert run.startswith(f"{bucket}/runs/one/runs/")
+    manifest = json.loads(fs.cat_file(f"{run}/manifest.json"))
     assert manifest["counts"] == {"input": 26, "images": 25, "featurized": 24, "rejected": 2,
                                   "featurized_this_run": 24}
     assert manifest["output_dir"] == f"s3://{bucket}/runs/one"
-    features = pq.read_table(f"{bucket}/runs/one/features", filesystem=fs)
+    features = pq.read_table(f"{run}/features", filesystem=fs)
     assert features.num_rows == 24 and features.column("path")[0].as_py().startswith(f"s3://{bucket}/images/")
-    assert pq.read_table(f"{bucket}/runs/one/pca", filesystem=fs).num_rows == 24
-    assert fs.exists(f"{bucket}/runs/one/pca_model/metadata") and fs.exists(f"{bucket}/runs/one/report.html")
+    assert pq.read_table(f"{run}/pca", filesystem=fs).num_rows == 24
+    assert fs.exists(f"{run}/pca_model/metadata") and fs.exists(f"{run}/report.html")
     assert not [p for p in fs.ls(f"{bucket}/runs/one") if p.rsplit("/", 1)[1].startswith(".")]
 
     s3.upload_file(str(next(images.rglob("*.jpg"))), bucket, "images/Synthetic Lime/extra.jpg")
     again = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
                    "-p", "weights", "random", "-p", "k", "4", "-p", "mode", "incremental", "--quiet")
     assert again.returncode == 0, again.stderr[-3000:]
-    grown = json.loads(fs.cat_file(f"{bucket}/runs/one/manifest.json"))
+    fs.invalidate_cache()
+    grown_run = current_run(f"s3://{bucket}/runs/one").removeprefix("s3://")
+    grown = json.loads(fs.cat_file(f"{grown_run}/manifest.json"))
     assert grown["counts"]["featurized_this_run"] == 1 and grown["counts"]["featurized"] == 25
+    assert grown["incremental"]["previous_run_id"] == manifest["run_id"]
+    assert {p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/runs/one/runs")} == {run.rsplit("/", 1)[1],
+                                                                               grown_run.rsplit("/", 1)[1]}
 
 
 def test_unreachable_bucket_is_a_clear_error_before_spark(moto, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from fruits.demo_data import CLASSES, generate_demo_images
 from fruits.evaluate import scores
+from fruits.layout import current_run
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
 from fruits.projection import IncompatibleRunError, project_images
@@ -62,7 +63,7 @@ def test_projection_reproduces_the_runs_pca_features_and_predicts(spark, evaluat
     assert document["counts"] == {"input": 4, "projected": 4, "rejected": 0}
     run_pca = {Path(r.path).name + r.label: np.array(r.pca_features)
                for r in spark.read.parquet(result.layout.pca).collect()}
-    rows = spark.read.parquet(str(root / "projected" / "projected")).collect()
+    rows = spark.read.parquet(current_run(str(root / "projected")) + "/projected").collect()
     for row in rows:
         expected = run_pca[Path(row.path).name + row.label]
         np.testing.assert_allclose(row.pca_features, expected, rtol=1e-5, atol=1e-5)

@@ -71,7 +71,7 @@ def test_manifest_records_parameters_versions_variance_and_timings(finished_run)
 
 def test_existing_run_needs_an_explicit_mode(finished_run):
     prepared, result = finished_run
-    params = RunParams(input_path=prepared.input_path, output_dir=result.layout.root, weights="random")
+    params = RunParams(input_path=prepared.input_path, output_dir=prepared.layout.root, weights="random")
     with pytest.raises(ValueError, match="already holds a run.*mode='overwrite'"):
         prepare(params)
 

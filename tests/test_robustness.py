@@ -18,6 +18,7 @@ from PIL import Image
 
 from fruits import pipeline as pipeline_module
 from fruits.demo_data import generate_demo_images
+from fruits.layout import current_run
 from fruits.listing import UNLABELLED
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
@@ -88,14 +89,15 @@ def first_run(spark, tmp_path):
 
 
 def snapshot(spark, out: Path) -> tuple[dict, list]:
-    manifest = json.loads((out / "manifest.json").read_text())
-    rows = sorted((r.path, tuple(r.features)) for r in spark.read.parquet(str(out / "features")).collect())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
+    rows = sorted((r.path, tuple(r.features)) for r in spark.read.parquet(str(run / "features")).collect())
     return manifest, rows
 
 
 def test_failed_run_leaves_previous_results_intact(spark, first_run, monkeypatch):
     params, result = first_run
-    out = Path(result.layout.root)
+    out = Path(result.prepared.layout.root)
     before = snapshot(spark, out)
 
     def broken_pca(*args, **kwargs):
@@ -127,7 +129,7 @@ INTERRUPTED_RUN = textwrap.dedent("""
 
 def test_killed_run_leaves_previous_results_intact_and_is_cleaned_up_next_time(spark, first_run):
     params, result = first_run
-    out = Path(result.layout.root)
+    out = Path(result.prepared.layout.root)
     before = snapshot(spark, out)
     process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, params.input_path, str(out)],
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -141,9 +143,12 @@ def test_killed_run_leaves_previous_results_intact_and_is_cleaned_up_next_time(s
         process.wait()
     assert snapshot(spark, out) == before, "a killed run must not touch the published results"
     assert list(out.glob(".staging-*"))
+    assert (out / ".lease.json").exists(), "a crashed run cannot release its lease"
     rerun = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "overwrite"})))
     assert rerun.manifest["counts"]["featurized"] == 24
     assert not list(out.glob(".staging-*")) and not list(out.glob(".previous-*"))
+    assert not (out / ".lease.json").exists()
+    assert current_run(str(out)) == rerun.layout.root
 
 
 WORKER_KILLED_ONCE = textwrap.dedent("""
@@ -178,15 +183,15 @@ def test_a_worker_dying_mid_run_leaves_no_duplicate_and_no_missing_row(spark, tm
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert marker.exists(), "the fault was injected"
-    paths = [row.path for row in spark.read.parquet(str(out / "features")).collect()]
+    paths = [row.path for row in spark.read.parquet(current_run(str(out)) + "/features").collect()]
     assert len(paths) == len(set(paths)) == 48
     assert json.loads(completed.stdout.strip().splitlines()[-1])["featurized"] == 48
 
 
 def test_incremental_run_featurizes_only_the_new_images(spark, first_run, tmp_path):
     params, result = first_run
-    out, images = Path(result.layout.root), Path(params.input_path)
-    old_pca = {r.path: r.pca_features for r in spark.read.parquet(str(out / "pca")).collect()}
+    out, images = Path(result.prepared.layout.root), Path(params.input_path)
+    old_pca = {r.path: r.pca_features for r in spark.read.parquet(current_run(str(out)) + "/pca").collect()}
     extra = generate_demo_images(tmp_path / "extra", per_class=17, seed=11)  # 102 new images
     moved = 0
     for source in sorted(extra.glob("*/*.jpg"))[:100]:
@@ -204,7 +209,7 @@ def test_incremental_run_featurizes_only_the_new_images(spark, first_run, tmp_pa
     same = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "incremental", "pca": "reuse"})))
     assert same.manifest["counts"]["featurized_this_run"] == 0
     assert same.manifest["pca_fit"] == "reused"
-    rows = {r.path: r.pca_features for r in spark.read.parquet(str(out / "pca")).collect()}
+    rows = {r.path: r.pca_features for r in spark.read.parquet(current_run(str(out)) + "/pca").collect()}
     assert len(rows) == 124
 
     first = sorted(images.glob("Synthetic Kiwi/*.jpg"))[0]

@@ -26,8 +26,9 @@ from typing import Any, Sequence
 import yaml
 
 from fruits import config
-from fruits.layout import OutputLayout
+from fruits.layout import OutputLayout, run_layout
 from fruits.params import RunParams
+from fruits.publish import new_run_id
 from fruits.report import CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -108,7 +109,9 @@ def resolve_parameters(args, declared: dict[str, Any]) -> dict[str, Any]:
     """
     parameters: dict[str, Any] = {}
     for name, text in args.parameter:
-        if name not in declared:
+        # Run parameters the notebook does not list (run_id, keep_runs) still reach
+        # RunParams.from_namespace: papermill injects them as variables.
+        if name not in declared and name not in RunParams.field_names():
             raise ValueError(f"unknown parameter {name!r}; the notebook takes: {', '.join(declared)}")
         parameters[name] = parse_value(text)
     if args.input is not None:
@@ -132,15 +135,18 @@ def run_command(args) -> int:
         if args.livy:
             kernel = _prepare_livy(args.livy, scratch)
         parameters = resolve_parameters(args, notebook_parameters(source))
+        parameters.setdefault("run_id", new_run_id())  # so the report goes next to this run's outputs
+        _refuse_a_busy_output(parameters["output_dir"])
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
         return EXIT_USAGE
-    layout = OutputLayout(parameters["output_dir"])
+    layout = run_layout(parameters["output_dir"], parameters["run_id"])
     executed = os.path.join(scratch, os.path.basename(layout.notebook))
     report = os.path.join(scratch, os.path.basename(layout.report))
     where = f" (PySpark kernel, Livy at {args.livy})" if args.livy else ""
-    print(f"Running {os.path.basename(source)} -> {layout.root}{where}", flush=True)
+    output_dir = parameters["output_dir"]
+    print(f"Running {os.path.basename(source)} -> {output_dir} (run {parameters['run_id']}){where}", flush=True)
     from papermill.exceptions import PapermillExecutionError
 
     try:
@@ -150,7 +156,7 @@ def run_command(args) -> int:
         render_html(executed, report)
         print(
             f"error: cell {exc.exec_count} failed with {exc.ename}: {exc.evalue}\n"
-            f"The failed notebook and its report are in {scratch}; {layout.root} was left as it was.",
+            f"The failed notebook and its report are in {scratch}; {output_dir} was left as it was.",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -162,6 +168,16 @@ def run_command(args) -> int:
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     print(f"Report: {layout.report}", flush=True)
     return EXIT_OK
+
+
+def _refuse_a_busy_output(output_dir: str) -> None:
+    """Refuse before any kernel starts if a live run holds the output's lease (the run itself checks again)."""
+    from fruits.lease import OutputBusy, describe, holder, stale_reason
+
+    other = holder(output_dir) if "://" in output_dir or os.path.isdir(output_dir) else None
+    if other is not None and stale_reason(other) is None:
+        raise OutputBusy(f"output_dir {output_dir!r} is being written by another run: {describe(other)}. "
+                         "Wait for it to finish, or choose another output_dir.")
 
 
 def _notebook_source(args, scratch: str) -> str:
@@ -199,6 +215,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 
 
 def project_command_line(args) -> int:
+    from fruits.lease import OutputBusy
     from fruits.listing import InputError
     from fruits.projection import project_images
     from fruits.session import local_spark
@@ -208,7 +225,7 @@ def project_command_line(args) -> int:
     try:
         document = project_images(spark, config.absolute_location(args.model), config.absolute_location(args.input), config.absolute_location(args.output),
                                   weights=args.weights, overwrite=args.overwrite)
-    except (ValueError, InputError, MissingWeightsError) as exc:
+    except (ValueError, InputError, MissingWeightsError, OutputBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Mapping
 
 #: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
@@ -23,6 +24,9 @@ DEFAULT_IMAGE_SIZE = 224
 
 #: Ways a run may treat an output folder that already holds results.
 MODES = ("error", "overwrite", "incremental")
+
+#: A run id names a folder, locally and on S3: no separators, no leading dot.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 #: What an incremental run does with the PCA: fit again on all features, or reuse the previous model.
 PCA_CHOICES = ("refit", "reuse")
@@ -78,6 +82,13 @@ class RunParams:
         A labelled training set (class sub-folders, e.g. Fruits-360's ``Training/``).
         If set, a logistic regression is fitted on its PCA features and scored on
         the run's images, for the run's k and a sweep of k.
+    keep_runs : int
+        Runs kept under ``output_dir/runs/`` once this one is current (itself
+        included); older ones are deleted after it is published. 2 keeps the one
+        before, so a reader that resolved the previous run can finish.
+    run_id : str or None
+        Name of this run's folder ``output_dir/runs/<run_id>/``; ``None`` makes a new
+        one that sorts by start time. ``fruits run`` sets it to know where the report goes.
     """
 
     input_path: str | None = None
@@ -94,6 +105,8 @@ class RunParams:
     pca: str = "refit"
     seed: int = 0
     train_path: str | None = None
+    keep_runs: int = 2
+    run_id: str | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -136,6 +149,11 @@ class RunParams:
             raise ValueError(f"pca must be 'refit' unless mode is 'incremental', got {self.pca!r}")
         _check_int("seed", self.seed, 0, 2**31 - 1)
         _check_optional_str("train_path", self.train_path)
+        _check_int("keep_runs", self.keep_runs, 1, 1000)
+        if self.run_id is not None and (not isinstance(self.run_id, str) or not RUN_ID_PATTERN.fullmatch(self.run_id)):
+            raise ValueError(
+                f"run_id must be 1 to 64 letters, digits, '.', '_' or '-' (not starting with '.'), got {self.run_id!r}"
+            )
         return self
 
     @classmethod

@@ -7,25 +7,31 @@ Two steps, so the notebook can show that every check happens before Spark starts
     checks the output folder and loads the weights on the driver. Any mistake is
     reported here, before a Spark session exists.
 ``execute(spark, prepared)``
-    runs the Spark stages and writes ``features/``, ``rejected/``, ``pca/``,
-    ``pca_model/`` and ``manifest.json``.
+    runs the Spark stages, writes ``features/``, ``rejected/``, ``pca/``,
+    ``pca_model/`` and ``manifest.json`` into the run's own folder
+    ``OUTPUT/runs/<run id>/`` and makes it current (:mod:`fruits.publish`).
+
+``prepare`` takes the output's lease (:mod:`fruits.lease`): while a run is in
+progress, a second run into the same output refuses, naming it, before Spark
+starts. ``execute`` releases it; so does :meth:`PreparedRun.release`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import uuid
 
 from fruits import config, incremental
 from fruits.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.engines import PreparedEngine, prepare_engine
 from fruits.featurize import choose_partitions, featurize_and_split
-from fruits.layout import OutputLayout
+from fruits.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
+from fruits.lease import Lease
 from fruits.listing import Listing, list_inputs
 from fruits.loading import read_images, spark_can_access
 from fruits.manifest import package_versions, read_json, utc_now, write_json
-from fruits.publish import discard, path_exists, publish, remove_path, remove_stale_staging, staging_layout, upload
+from fruits.publish import (commit, complete, discard, new_run_id, path_exists, pointer_token, remove_path,
+                            remove_stale_staging, staging_layout, upload_run)
 from fruits.params import RunParams
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult, fit_pca, project
@@ -46,6 +52,17 @@ class PreparedRun:
     run_id: str
     previous: dict | None = None
     train_listing: Listing | None = None
+    #: The output's lease, held from :func:`prepare` until :func:`execute` ends.
+    lease: Lease | None = None
+    #: The pointer this run started from (its token), published against (see fruits.publish.commit).
+    pointer_token: str | None = None
+    #: The run that was current when this one was prepared (what an incremental run builds on).
+    previous_layout: OutputLayout | None = None
+
+    def release(self) -> None:
+        """Give the output's lease back (``execute`` does; for a run prepared but not executed)."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def banners(self) -> list[str]:
@@ -68,10 +85,14 @@ class RunResult:
     prepared: PreparedRun
     manifest: dict
     pca: PcaResult
+    #: This run's own folder, ``OUTPUT/runs/<run id>`` (a local mirror of it for S3 outputs
+    #: without an S3 connector).
+    published: OutputLayout | None = None
 
     @property
     def layout(self) -> OutputLayout:
-        return self.prepared.layout
+        """Where this run's outputs are: its own folder, whatever is current later."""
+        return self.published or self.prepared.layout
 
 
 def prepare(params: RunParams) -> PreparedRun:
@@ -84,6 +105,8 @@ def prepare(params: RunParams) -> PreparedRun:
         (:class:`fruits.listing.InputError`), or an output folder that cannot be used.
     fruits.weights.MissingWeightsError
         No usable weights outside the demo.
+    fruits.lease.OutputBusy
+        Another run is writing into the output folder; the message names it.
     """
     params.validate()
     train_path = params.train_path
@@ -107,26 +130,43 @@ def prepare(params: RunParams) -> PreparedRun:
     else:
         weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
     engine = prepare_engine(params.engine, weights, input_size=params.image_size)
-    layout = OutputLayout(output_dir)
-    previous = None
-    if params.mode == "incremental" and path_exists(layout.manifest):
-        previous = read_json(layout.manifest)
-        incremental.check_compatible(previous, engine.sha256, params.image_size)
-        if not path_exists(layout.inventory):
-            raise ValueError(
-                f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
-                "use mode='overwrite' once."
-            )
+    run_id = params.run_id or new_run_id()
+    # From here on no other run can write into output_dir or move its pointer.
+    lease = Lease.acquire(output_dir, run_id)
+    try:
+        check_output_dir(output_dir, input_path, params.mode)  # again: a run may have finished meanwhile
+        if path_exists(run_layout(output_dir, run_id).root):
+            raise ValueError(f"run_id {run_id!r} is taken: {run_layout(output_dir, run_id).root} exists")
+        token = pointer_token(output_dir)
+        previous = None
+        try:
+            previous_layout = current_layout(output_dir)
+        except NoRunError:
+            previous_layout = None
+        if params.mode == "incremental" and previous_layout is not None:
+            previous = read_json(previous_layout.manifest)
+            incremental.check_compatible(previous, engine.sha256, params.image_size)
+            if not path_exists(previous_layout.inventory):
+                raise ValueError(
+                    f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
+                    "use mode='overwrite' once."
+                )
+    except BaseException:
+        lease.release()
+        raise
     return PreparedRun(
         params=params,
         input_path=input_path,
         listing=listing,
         weights=weights,
         engine=engine,
-        layout=layout,
-        run_id=uuid.uuid4().hex[:12],
+        layout=OutputLayout(output_dir),
+        run_id=run_id,
         previous=previous,
         train_listing=train_listing,
+        lease=lease,
+        pointer_token=token,
+        previous_layout=previous_layout,
     )
 
 
@@ -137,8 +177,7 @@ def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:
             f"output_dir {output_dir!r} is inside input_path {input_path!r}: the outputs "
             "would be read as input by the next run. Choose a folder outside the input."
         )
-    layout = OutputLayout(output_dir)
-    if mode == "error" and (path_exists(layout.manifest) or path_exists(layout.features)):
+    if mode == "error" and holds_run(output_dir):
         raise ValueError(
             f"output_dir {output_dir!r} already holds a run. Pass mode='overwrite' "
             "(-p mode overwrite) to replace it, mode='incremental' to add new images to it, "
@@ -159,25 +198,42 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     Returns
     -------
     RunResult
-        Its manifest and outputs are those published under ``output_dir``.
+        Its manifest, and its outputs in ``result.layout`` (``OUTPUT/runs/<run id>``),
+        now the current run of ``output_dir``.
+
+    Raises
+    ------
+    fruits.lease.LeaseLost, fruits.publish.PublishConflict
+        Another run took the output over while this one worked; nothing was published.
 
     Notes
     -----
-    Nothing under ``output_dir`` changes until every output is written: a failed or
-    interrupted run leaves the previous results as they were (see :mod:`fruits.publish`).
+    The current run does not change until every output of this one is written: a
+    failed or interrupted run leaves it as it was (see :mod:`fruits.publish`).
     """
-    if not spark_can_access(spark, prepared.layout.root):
-        return _execute_via_local_mirror(spark, prepared)
+    try:
+        if not spark_can_access(spark, prepared.layout.root):
+            return _execute_via_local_mirror(spark, prepared)
+        return _execute_and_publish(spark, prepared)
+    finally:
+        prepared.release()
+
+
+def _execute_and_publish(spark, prepared: PreparedRun) -> RunResult:
     final = prepared.layout
-    remove_stale_staging(final)
+    remove_stale_staging(final)  # leftovers of killed runs: this run holds the lease
     staged = staging_layout(final, prepared.run_id)
+    published = run_layout(final.root, prepared.run_id)
     try:
         manifest, pca = _run(spark, prepared, staged)
-        publish(staged, final, prepared.run_id)
+        complete(staged, final, prepared.run_id)
+        commit(final, prepared.run_id, expected=prepared.pointer_token, keep=prepared.params.keep_runs,
+               lease=prepared.lease)
     except BaseException:
         discard(staged)
+        discard(published)
         raise
-    return RunResult(prepared=prepared, manifest=manifest, pca=pca)
+    return RunResult(prepared=prepared, manifest=manifest, pca=pca, published=published)
 
 
 #: What an incremental run reads back from the previous run.
@@ -185,11 +241,13 @@ _PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest
 
 
 def _execute_via_local_mirror(spark, prepared: PreparedRun) -> RunResult:
-    """Run against a local copy of a remote output folder, then upload it on success.
+    """Run against a local mirror of a remote output folder, then upload it and publish.
 
     For Spark builds that cannot write the output's scheme (a local pyspark has no S3
     connector). The previous run's outputs an incremental run needs are downloaded
-    first; the result's layout is the local mirror, so the report can read it.
+    first; the run is uploaded to ``runs/<run id>/`` and then made current, like a
+    run that wrote there itself. The result's layout is the local mirror's run
+    folder, so the report can read it.
     """
     import tempfile
 
@@ -197,26 +255,36 @@ def _execute_via_local_mirror(spark, prepared: PreparedRun) -> RunResult:
 
     remote = prepared.layout
     mirror = OutputLayout(tempfile.mkdtemp(prefix="fruits-mirror-"))
-    remove_stale_staging(remote)
-    if prepared.previous is not None:
-        fs, root = fsspec.core.url_to_fs(remote.root)
+    remove_stale_staging(remote)  # this run holds the lease
+    previous_layout = None
+    if prepared.previous is not None and prepared.previous_layout is not None:
+        previous_layout = OutputLayout(os.path.join(mirror.root, ".previous-run"))
+        fs, root = fsspec.core.url_to_fs(prepared.previous_layout.root)
         for name in _PREVIOUS_OUTPUTS:
             source = f"{root.rstrip('/')}/{name}"
             if fs.exists(source):
-                fs.get(source, os.path.join(mirror.root, name), recursive=True)
-    result = execute(spark, dataclasses.replace(prepared, layout=mirror))
-    manifest = dict(result.manifest, output_dir=remote.root,
-                    outputs={name: getattr(remote, name) for name in ("features", "pca", "pca_model", "rejected")})
-    write_json(manifest, mirror.manifest)
-    upload(mirror, remote, prepared.run_id)
-    return RunResult(prepared=result.prepared, manifest=manifest, pca=result.pca)
+                fs.get(source, os.path.join(previous_layout.root, name), recursive=True)
+    local = _execute_and_publish(spark, dataclasses.replace(
+        prepared, layout=mirror, lease=None, pointer_token=None, previous_layout=previous_layout))
+    published = run_layout(remote.root, prepared.run_id)
+    manifest = dict(local.manifest, output_dir=remote.root, run_dir=published.root,
+                    outputs={name: getattr(published, name) for name in ("features", "pca", "pca_model", "rejected")})
+    write_json(manifest, local.layout.manifest)
+    try:
+        upload_run(local.layout, published)
+        commit(remote, prepared.run_id, expected=prepared.pointer_token, keep=prepared.params.keep_runs,
+               lease=prepared.lease)
+    except BaseException:
+        discard(published)
+        raise
+    return RunResult(prepared=prepared, manifest=manifest, pca=local.pca, published=local.layout)
 
 
 def _run(spark, prepared: PreparedRun, staged: OutputLayout):
     params, final, listing = prepared.params, prepared.layout, prepared.listing
     timer = StageTimer()
     with timer.stage("read"):
-        increment = incremental.plan(spark, final, listing, prepared.previous)
+        increment = incremental.plan(spark, prepared.previous_layout, listing, prepared.previous)
         images, not_read = read_images(spark, listing.root, increment.to_process)
     partitions = choose_partitions(spark, max(1, len(increment.to_process)), params.partitions)
     spark.sparkContext.setJobDescription(f"fruits: featurize {len(increment.to_process)} images")
@@ -233,7 +301,7 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
         if params.pca == "reuse" and increment.is_incremental:
             from pyspark.ml.feature import PCAModel
 
-            model = PCAModel.load(final.pca_model)
+            model = PCAModel.load(prepared.previous_layout.pca_model)
             pca = PcaResult(model=model, k=model.getK(), spectrum=list(prepared.previous["spectrum"]))
         else:
             pca = fit_pca(features, k=params.k, variance_target=params.variance_target)
@@ -254,6 +322,7 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
         "synthetic_data": params.is_demo,
         "input_path": prepared.input_path,
         "output_dir": final.root,
+        "run_dir": run_layout(final.root, prepared.run_id).root,
         "mode": params.mode,
         "parameters": params.to_dict(),
         "weights": {
@@ -285,7 +354,8 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
         "seconds": {**timer.seconds, "total": timer.total},
         "images_per_second": (round(counts["featurized_this_run"] / featurize_seconds, 2)
                               if featurize_seconds and counts["featurized_this_run"] else None),
-        "outputs": {name: getattr(final, name) for name in ("features", "pca", "pca_model", "rejected")},
+        "outputs": {name: getattr(run_layout(final.root, prepared.run_id), name)
+                    for name in ("features", "pca", "pca_model", "rejected")},
         "evaluation": evaluation,
     }
     write_json(manifest, staged.manifest)
@@ -318,11 +388,11 @@ def _write_features(spark, prepared: PreparedRun, increment, outcome, not_read, 
     and check that every file given is accounted for exactly once."""
     from pyspark.sql import functions as F
 
-    listing, final = prepared.listing, prepared.layout
+    listing, previous = prepared.listing, prepared.previous_layout
     features, rejected = outcome.features, outcome.rejected
     if increment.unchanged:
-        features = features.unionByName(incremental.carried_over(spark, final.features, increment.unchanged))
-        rejected = rejected.unionByName(incremental.carried_over(spark, final.rejected, increment.unchanged))
+        features = features.unionByName(incremental.carried_over(spark, previous.features, increment.unchanged))
+        rejected = rejected.unionByName(incremental.carried_over(spark, previous.rejected, increment.unchanged))
     features.write.mode("overwrite").parquet(staged.features)
     rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
     not_read_paths = {path for path, _ in not_read}

@@ -13,11 +13,13 @@ import os
 
 from fruits.engines import prepare_engine
 from fruits.featurize import choose_partitions, featurize_and_split
-from fruits.layout import OutputLayout
+from fruits.layout import OutputLayout, current_run, holds_run, run_layout
+from fruits.lease import Lease
 from fruits.listing import list_inputs
 from fruits.loading import read_images
 from fruits.manifest import read_json, utc_now, write_json
-from fruits.publish import discard, path_exists, publish, remove_path, staging_layout
+from fruits.publish import (commit, complete, discard, new_run_id, pointer_token, remove_path, remove_stale_staging,
+                            staging_layout)
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
 
 
@@ -39,15 +41,21 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
                    overwrite: bool = False) -> dict:
     """Featurize ``input_path`` like the run in ``run_dir`` and apply its PCA (and classifier).
 
+    ``run_dir`` is a run's output folder (its current run is used) or one run's own
+    folder. The projection is published like a run: into ``output_dir/runs/<id>/``,
+    made current by ``output_dir/current.json``, under ``output_dir``'s lease.
+
     Returns
     -------
     dict
-        The projection's manifest, also written to ``output_dir/manifest.json``.
+        The projection's manifest, also written to ``current_run(output_dir)/manifest.json``.
 
     Raises
     ------
     IncompatibleRunError
         ``run_dir`` is not a run, or these weights differ from the run's.
+    fruits.lease.OutputBusy
+        Another run or projection is writing into ``output_dir``.
     """
     from pyspark.ml.classification import LogisticRegressionModel
     from pyspark.ml.feature import PCAModel
@@ -56,11 +64,11 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
 
     from fruits.reduce import PCA_VECTOR_COL, project
 
-    run = OutputLayout(run_dir.rstrip("/"))
     try:
+        run = OutputLayout(current_run(run_dir.rstrip("/")))
         manifest = read_json(run.manifest)
     except FileNotFoundError as exc:
-        raise IncompatibleRunError(f"{run_dir!r} holds no run (no manifest.json)") from exc
+        raise IncompatibleRunError(f"{run_dir!r} holds no run (no current.json, no manifest.json)") from exc
     resolved = weights_for(manifest, weights)
     if resolved.sha256 != manifest["weights"]["sha256"]:
         raise IncompatibleRunError(
@@ -69,13 +77,18 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             "their features would not match its PCA. Pass the run's weights with --weights."
         )
     out = OutputLayout(output_dir.rstrip("/"))
-    if path_exists(out.manifest) and not overwrite:
+    if holds_run(out.root) and not overwrite:
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
     listing = list_inputs(input_path)
     engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"])
-    run_id = os.urandom(6).hex()
+    run_id = new_run_id()
+    lease = Lease.acquire(out.root, run_id)
     staged = staging_layout(out, run_id)
     try:
+        if holds_run(out.root) and not overwrite:
+            raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
+        expected = pointer_token(out.root)
+        remove_stale_staging(out)
         images, not_read = read_images(spark, listing.root, listing.images)
         outcome = featurize_and_split(
             images, not_read, engine, skipped=listing.skipped, raw_path=staged.staging,
@@ -99,7 +112,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         outcome.rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
         count = spark.read.parquet(staged.projected).count()
         document = {
-            "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"],
+            "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"], "projection_id": run_id,
             "input_path": listing.root, "weights": {"source": resolved.source, "sha256": resolved.sha256},
             "engine": manifest["engine"], "k": manifest["k"], "classifier": bool(labels),
             "counts": {"input": listing.total, "projected": count,
@@ -107,8 +120,12 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         }
         remove_path(staged.staging)
         write_json(document, staged.manifest)
-        publish(staged, out, run_id)
+        complete(staged, out, run_id)
+        commit(out, run_id, expected=expected, lease=lease)
     except BaseException:
         discard(staged)
+        discard(run_layout(out.root, run_id))
         raise
+    finally:
+        lease.release()
     return document

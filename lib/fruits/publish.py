@@ -1,37 +1,80 @@
-"""Write a run into a staging folder and publish it only when it has succeeded.
+"""Each run under its own id, made current by one atomic step.
 
-A run that fails or is killed half-way must leave yesterday's results intact and
-readable. Every output is first written under ``OUTPUT/.staging-<run id>/``; only
-after the last write succeeded are the previous outputs moved aside and the new
-ones moved into place, the manifest last (it is the marker of a complete run). On
-a local disk or HDFS each move is an atomic rename, so readers see the old or the
-new folder, never a half-written one; the window between the first and the last
-move is milliseconds. On S3, a move is a copy and delete: the staging still
-guarantees that a failed run changes nothing, but the swap itself is not atomic.
+A reader must see one complete run or the other, never half of each, also on S3,
+where a folder cannot be renamed and a listing during an object-by-object swap
+mixes two runs. So a run never replaces another's files. It writes into its own
+folder ``OUTPUT/runs/<run id>/``, and only when every output is there it moves the
+pointer ``OUTPUT/current.json`` to it, in one step:
+
+- on S3 one conditional ``PutObject`` (``If-Match`` the pointer this run started
+  from, ``If-None-Match: *`` for the first run): a reader ``GET`` returns the old or
+  the new pointer, never a mix, and a run whose starting point moved publishes nothing;
+- on a local disk (or HDFS) a write to a temporary file and one ``rename(2)``.
+
+Readers resolve the pointer first (:func:`fruits.layout.current_run`) and read
+only under the folder it names. A failed or killed run never moves the pointer,
+so the current run stays intact and readable.
+
+Where a run writes while it works: on a file system with an atomic rename, into
+``OUTPUT/.staging-<run id>/``, renamed to ``runs/<run id>/`` once complete (so
+``runs/`` only ever holds complete runs there); on an object store straight into
+``runs/<run id>/`` (a rename would copy every object, and nothing reads a folder
+the pointer does not name). The pointer keeps the ``keep_runs`` newest runs
+(default 2: the current one and the one before, so a reader that resolved the
+pointer just before a publish can finish); older run folders and leftovers of
+killed runs are deleted after the pointer moved, by the run that holds the
+output's lease (:mod:`fruits.lease`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import uuid
+
 import fsspec
 
-from fruits.layout import OutputLayout
-
-#: What a run publishes, in order; the manifest goes last.
-PUBLISHED = ("features", "rejected", "inventory", "pca", "pca_model", "train_features", "classifier",
-             "projected", "manifest.json")
+from fruits import atomic
+from fruits.layout import POINTER_NAME, RUNS_FOLDER, OutputLayout, run_layout
 
 STAGING_PREFIX = ".staging-"
-PREVIOUS_PREFIX = ".previous-"
+PREVIOUS_PREFIX = ".previous-"  # left by runs of versions that swapped folders in place
+#: Runs kept by default: the current one and the one before it.
+DEFAULT_KEEP_RUNS = 2
+
+
+class PublishConflict(RuntimeError):
+    """The current run changed while this run worked: this run's outputs were not published."""
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: ``20240131T235959Z-1a2b3c``."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def is_object_store(url: str) -> bool:
+    """True for ``s3://`` (and other stores without a rename); False for local paths and HDFS."""
+    if "://" not in url or url.startswith("file:"):
+        return False
+    return url.split("://", 1)[0] in ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "wasb", "wasbs")
 
 
 def staging_layout(final: OutputLayout, run_id: str) -> OutputLayout:
-    """Where run ``run_id`` writes before it is published."""
+    """Where run ``run_id`` writes while it works (see the module docstring)."""
+    if is_object_store(final.root):
+        return run_layout(final.root, run_id)
     return OutputLayout(f"{final.root.rstrip('/')}/{STAGING_PREFIX}{run_id}")
 
 
 def remove_stale_staging(final: OutputLayout) -> list[str]:
-    """Delete staging and previous folders left by runs that were killed; return their paths."""
+    """Delete staging and previous folders left by runs that were killed; return their paths.
+
+    Only the holder of the output's lease may call this: it deletes any run's staging.
+    """
     fs, root = fsspec.core.url_to_fs(final.root)
+    fs.invalidate_cache()
     if not fs.exists(root):
         return []
     removed = []
@@ -43,83 +86,139 @@ def remove_stale_staging(final: OutputLayout) -> list[str]:
     return removed
 
 
-def publish(staged: OutputLayout, final: OutputLayout, run_id: str) -> None:
-    """Replace ``final``'s outputs with ``staged``'s (same file system), the manifest last."""
-    fs, root = fsspec.core.url_to_fs(final.root)
-    _, staged_root = fsspec.core.url_to_fs(staged.root)
-    _swap(fs, staged_root, root, run_id)
-    discard(staged)
+def complete(staged: OutputLayout, final: OutputLayout, run_id: str) -> OutputLayout:
+    """Move a finished staging folder to ``runs/<run id>/`` (one rename; nothing to do on S3)."""
+    target = run_layout(final.root, run_id)
+    if staged.root.rstrip("/") != target.root.rstrip("/"):
+        fs, source = fsspec.core.url_to_fs(staged.root)
+        _, destination = fsspec.core.url_to_fs(target.root)
+        fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(source, destination, recursive=True)
+    return target
 
 
-def upload(local: OutputLayout, final: OutputLayout, run_id: str) -> None:
-    """Publish a run written on local disk to a remote ``final`` (``s3://``) folder.
+def upload_run(local: OutputLayout, remote: OutputLayout) -> None:
+    """Copy a finished local run folder to a remote run folder, file by file.
 
-    Used where Spark cannot write the remote scheme itself (a local pyspark without
-    an S3 connector): files go to a remote staging prefix first, then take the place
-    of the previous outputs, the manifest last.
+    Object by object is fine here: nothing reads the remote folder before the
+    pointer names it.
     """
-    import os
+    fs, remote_root = fsspec.core.url_to_fs(remote.root)
+    for folder, _, files in os.walk(local.root):
+        for file_name in files:
+            path = os.path.join(folder, file_name)
+            relative = os.path.relpath(path, local.root).replace(os.sep, "/")
+            fs.put_file(path, f"{remote_root.rstrip('/')}/{relative}")
+    fs.invalidate_cache()
+
+
+def pointer_token(output_dir: str) -> str | None:
+    """The token of the pointer as it is now (``None``: no run published yet), to publish against."""
+    version = atomic.read(f"{output_dir.rstrip('/')}/{POINTER_NAME}")
+    return None if version is None else version.token
+
+
+def commit(final: OutputLayout, run_id: str, *, expected: str | None, keep: int = DEFAULT_KEEP_RUNS,
+           lease=None) -> dict:
+    """Make ``runs/<run id>/`` current in one atomic step, then prune old runs.
+
+    Parameters
+    ----------
+    final : OutputLayout
+        The output folder.
+    run_id : str
+        A run whose folder ``runs/<run id>/`` is complete.
+    expected : str or None
+        Token of the pointer this run started from (:func:`pointer_token`); ``None``
+        if there was none. The pointer is replaced only if it is still that version.
+    keep : int
+        Runs kept, the new one included.
+    lease : fruits.lease.Lease, optional
+        Checked (renewed) just before the pointer moves.
+
+    Returns
+    -------
+    dict
+        The new pointer document.
+
+    Raises
+    ------
+    PublishConflict
+        The pointer is no longer ``expected``: another run published meanwhile.
+    fruits.lease.LeaseLost
+        This run no longer holds the output's lease.
+    """
+    if lease is not None:
+        lease.ensure_held()
+    url = f"{final.root.rstrip('/')}/{POINTER_NAME}"
+    before = atomic.read(url)
+    if (before.token if before else None) != expected:
+        raise _conflict(final, run_id, before)
+    previous = json.loads(before.data) if before else {}
+    history = [run_id] + [r for r in previous.get("runs", []) if r != run_id]
+    document = {
+        "run_id": run_id,
+        "run": f"{RUNS_FOLDER}/{run_id}",
+        "published_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "previous_run_id": previous.get("run_id"),
+        "runs": history[:keep],
+    }
+    data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
+    token = atomic.create(url, data) if before is None else atomic.replace(url, data, before.token)
+    if token is None:
+        raise _conflict(final, run_id, atomic.read(url))
+    prune(final, document["runs"])
+    return document
+
+
+def prune(final: OutputLayout, keep_run_ids: list[str]) -> list[str]:
+    """Delete run folders under ``runs/`` not in ``keep_run_ids``, and staging leftovers; return them.
+
+    Failures are reported, not raised: the new run is already current.
+    """
+    import warnings
 
     fs, root = fsspec.core.url_to_fs(final.root)
-    staged_root = f"{root.rstrip('/')}/{STAGING_PREFIX}{run_id}"
+    fs.invalidate_cache()
+    removed = []
+    runs = f"{root.rstrip('/')}/{RUNS_FOLDER}"
     try:
-        for name in PUBLISHED:
-            source = os.path.join(local.root, name)
-            if os.path.isfile(source):
-                fs.put_file(source, f"{staged_root}/{name}")
-            elif os.path.isdir(source):
-                for folder, _, files in os.walk(source):
-                    for file_name in files:
-                        path = os.path.join(folder, file_name)
-                        relative = os.path.relpath(path, local.root).replace(os.sep, "/")
-                        fs.put_file(path, f"{staged_root}/{relative}")
-        _swap(fs, staged_root, root, run_id)
-    finally:
-        if fs.exists(staged_root):
-            fs.rm(staged_root, recursive=True)
-
-
-def _swap(fs, staged_root: str, root: str, run_id: str) -> None:
-    previous = f"{root.rstrip('/')}/{PREVIOUS_PREFIX}{run_id}"
-    fs.makedirs(previous, exist_ok=True)
-    for name in PUBLISHED:
-        current = f"{root.rstrip('/')}/{name}"
-        if fs.exists(current):
-            _move(fs, current, f"{previous}/{name}")
-    for name in PUBLISHED:
-        source = f"{staged_root.rstrip('/')}/{name}"
-        if fs.exists(source):
-            _move(fs, source, f"{root.rstrip('/')}/{name}")
-    if fs.exists(previous):
-        fs.rm(previous, recursive=True)
-
-
-def _move(fs, source: str, target: str) -> None:
-    """A rename on local disks (atomic); object by object (copy, delete) on object stores."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol in ("file", "local"):
-        fs.mv(source, target, recursive=True)
-        return
+        entries = fs.ls(runs, detail=False) if fs.exists(runs) else []
+        for entry in entries:
+            if entry.rstrip("/").rsplit("/", 1)[-1] not in keep_run_ids:
+                fs.rm(entry, recursive=True)
+                removed.append(entry)
+        removed += remove_stale_staging(final)
+    except OSError as exc:
+        warnings.warn(f"could not prune old runs under {final.root}: {exc}", RuntimeWarning, stacklevel=2)
     fs.invalidate_cache()
-    paths = fs.find(source) if fs.isdir(source) else [source]
-    for path in paths:
-        fs.mv(path, target + path[len(source):])
-    fs.invalidate_cache()
+    return removed
 
 
 def discard(staged: OutputLayout) -> None:
-    """Remove a staging folder (after publishing, or after a failure)."""
+    """Remove a staging or unpublished run folder (after a failure)."""
     remove_path(staged.root)
 
 
 def path_exists(path: str) -> bool:
     """True if a local path or fsspec URL exists."""
     fs, fs_path = fsspec.core.url_to_fs(path)
+    fs.invalidate_cache()
     return fs.exists(fs_path)
 
 
 def remove_path(path: str) -> None:
     """Delete a file or folder, local or remote, if it exists."""
     fs, fs_path = fsspec.core.url_to_fs(path)
+    fs.invalidate_cache()
     if fs.exists(fs_path):
         fs.rm(fs_path, recursive=True)
+
+
+def _conflict(final: OutputLayout, run_id: str, now) -> PublishConflict:
+    current = json.loads(now.data).get("run_id") if now else None
+    return PublishConflict(
+        f"run {run_id} was not published: the current run of {final.root!r} changed while it worked "
+        f"(now {current!r}). Another run wrote into the same output; its results stand."
+    )
+
