@@ -170,6 +170,7 @@ def test_fruits_emr_run_end_to_end_on_moto_and_the_livy_double(uploaded, livy, s
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME and figures(notebook) == 9
     report = fs.cat_file(f"{uploaded}/runs/emr/report.html").decode()
     assert report.count("data:image/png;base64,") >= 9
+    assert 'id="fruits-map-plot"' in report and "could not be built" not in report  # read back from S3 at render time
 
 
 def wait_for(condition, *, timeout: float, what: str):
