@@ -133,6 +133,7 @@ def test_report_loads_nothing_from_outside_and_describes_every_figure(tmp_path):
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     found = references(html)
     assert found.outside() == [], "the report must not fetch anything"
+    assert "<title>A run</title>" in html
     for needle in ("cdnjs", "unpkg", "mathjax", "require.js", "widget-state", "FloatProgress", PLACEHOLDER):
         assert needle.lower() not in html.lower(), needle
     alts = [image.get("alt") for image in found.images]

@@ -195,6 +195,10 @@ def render(notebook, *, interactive: bool = True) -> str:
 
     strip_noise(notebook)
     strip_widgets(notebook)
+    title = next((_heading(cell.source) for cell in notebook.cells
+                  if cell.cell_type == "markdown" and _heading(cell.source)), None)
+    if title and "title" not in notebook.metadata:
+        notebook.metadata["title"] = title  # the page's <title>, instead of nbconvert's "Notebook"
     fragment = None
     output_dir = run_outputs(notebook) if interactive else None
     if output_dir is not None:
