@@ -28,8 +28,9 @@
 
 # %% tags=["session"]
 # %%configure -f
-{"driverMemory": "4g", "executorMemory": "4g", "executorCores": 2, "numExecutors": 6,
- "conf": {"spark.sql.execution.arrow.maxRecordsPerBatch": "256", "spark.python.worker.reuse": "true"}}
+{"driverMemory": "4g", "executorMemory": "1536m", "executorCores": 4, "numExecutors": 3,
+ "conf": {"spark.executor.memoryOverhead": "512m", "spark.executor.pyspark.memory": "9216m",
+          "spark.sql.execution.arrow.maxRecordsPerBatch": "256", "spark.python.worker.reuse": "true"}}
 
 # %% tags=["parameters"]
 input_path = "s3://my-fruits-bucket/fruits/Test"  # S3 folder of class sub-folders
