@@ -61,6 +61,14 @@ def test_cluster_masters_drop_a_loopback_spark_local_ip_and_advertise_the_route_
     assert kept.environ == {}, "a routable SPARK_LOCAL_IP chosen by the user stays"
 
 
+def test_a_master_name_that_resolves_to_loopback_here_leaves_the_choice_to_spark(monkeypatch):
+    import fruits.session
+
+    monkeypatch.setattr(fruits.session, "route_address", lambda host, port: "127.0.1.1")  # Debian's /etc/hosts
+    assert driver_settings("spark://myhost:7077", environ={}).conf == {}
+    assert driver_settings("spark://localhost:7077", environ={}).conf == {"spark.driver.host": "127.0.1.1"}
+
+
 def test_a_driver_host_set_by_the_user_wins():
     settings = driver_settings("spark://127.0.0.1:7077", user_conf={"spark.driver.host": "10.9.9.9"}, environ={})
     assert settings.conf == {}

@@ -81,7 +81,8 @@ def driver_settings(master: str, *, user_conf: Mapping[str, str] | None = None,
     tests set one for local runs) is dropped, and the driver advertises the address
     of this machine that routes to the master (``spark://``, ``k8s://``; for ``yarn``
     the ResourceManager named in ``$HADOOP_CONF_DIR/yarn-site.xml``). Where no
-    master host is known, Spark's own choice stands (a non-loopback interface).
+    master host is known, or its name resolves to loopback here, Spark's own choice
+    stands (a non-loopback interface).
     A ``spark.driver.host`` in ``user_conf`` always wins.
 
     Parameters
@@ -123,10 +124,13 @@ def driver_settings(master: str, *, user_conf: Mapping[str, str] | None = None,
     if is_loopback(environ.get("SPARK_LOCAL_IP", "")):
         changes["SPARK_LOCAL_IP"] = None
     conf: dict[str, str] = {}
-    if "spark.driver.host" not in user_conf:
-        endpoint = master_endpoint(master, environ=environ)
-        if endpoint is not None:
-            conf["spark.driver.host"] = route_address(*endpoint)
+    endpoint = master_endpoint(master, environ=environ) if "spark.driver.host" not in user_conf else None
+    if endpoint is not None:
+        address = route_address(*endpoint)
+        # A name that resolves to loopback here (Debian maps the host name to 127.0.1.1)
+        # says nothing of how workers reach us: then Spark picks a non-loopback interface.
+        if not is_loopback(address) or is_loopback(endpoint[0]):
+            conf["spark.driver.host"] = address
     return DriverSettings(conf=conf, environ=changes, local=False)
 
 
