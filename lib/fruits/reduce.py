@@ -1,11 +1,18 @@
-"""PCA of the features with Spark ML: a fixed k, or the smallest k reaching a variance target.
+"""PCA of the features in one pass: moments on the executors, eigendecomposition on the driver.
 
-The explained variance of every component (the spectrum) is computed first from
-the covariance matrix, accumulated per partition with NumPy and decomposed on the
-driver: one cheap pass, where a second Spark ML fit at full width would cost a
-second JVM decomposition of a 1280x1280 matrix. The spectrum drives the report's
-curve and the choice of k by a variance target; Spark ML then fits the model that
-is saved and applied, once, with k components.
+Spark ML's ``PCA.fit`` would read the features again, turn every row into a JVM
+vector and decompose the 1280x1280 covariance in the JVM; measured on the full
+Test split that second pass cost as much as everything else in the stage. Here
+each partition sends back its row count, column sums and ``X.T @ X`` (float64);
+the driver forms the covariance, decomposes it with NumPy's ``eigh`` (well under a
+second) and builds a Spark ML ``PCAModel`` from the leading eigenvectors. That
+model is an ordinary one: it is saved, reloaded with ``PCAModel.load`` and applied
+exactly as a fitted one.
+
+As in Spark ML, the data are centred to compute the covariance but *not* when
+projecting: ``transform`` returns ``pc.T @ x``. Eigenvectors are defined up to
+sign; each component is oriented so that its largest-magnitude entry is positive,
+so the same features always give the same projection.
 """
 
 from __future__ import annotations
@@ -49,6 +56,15 @@ class PcaResult:
         return np.cumsum(self.explained_variance).tolist()
 
 
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """Row count, mean and sample covariance (``n - 1`` denominator) of the features."""
+
+    count: int
+    mean: np.ndarray
+    covariance: np.ndarray
+
+
 def smallest_k_for(spectrum: list[float], target: float) -> int:
     """Smallest number of leading components whose variance ratios sum to ``target``.
 
@@ -69,23 +85,29 @@ def with_vectors(features_df):
     return features_df.withColumn(VECTOR_COL, array_to_vector("features"))
 
 
-def variance_spectrum(features_df) -> list[float]:
-    """Explained-variance ratio of every principal component of ``features``, decreasing.
+def feature_moments(features_df, *, dim: int = FEATURE_DIM) -> Moments:
+    """Count, mean and covariance of ``features_df.features`` in one Spark pass.
 
-    Each partition sends back its row count, column sums and ``X.T @ X``
-    (1280 x 1280 float64); the driver forms the covariance and its eigenvalues.
-    The ratios equal Spark ML PCA's ``explainedVariance`` for the same data.
+    Each partition returns its count, column sums and Gram matrix ``X.T @ X``
+    (``dim`` x ``dim`` float64, 13 MB at 1280), whatever its number of rows; the
+    driver adds them up. Accumulating in float64 keeps the covariance equal to
+    Spark ML's to about 1e-12 relative.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 rows: a covariance needs two.
     """
     import pyarrow as pa
 
     def partial_sums(batches):
-        count, total, gram = 0, np.zeros(FEATURE_DIM), np.zeros((FEATURE_DIM, FEATURE_DIM))
+        count, total, gram = 0, np.zeros(dim), np.zeros((dim, dim))
         for batch in batches:
             column = batch.column(0)
             if len(column) == 0:
                 continue
             rows = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
-            rows = rows.reshape(len(column), FEATURE_DIM)
+            rows = rows.reshape(len(column), dim)
             count += len(rows)
             total += rows.sum(axis=0)
             gram += rows.T @ rows
@@ -102,20 +124,90 @@ def variance_spectrum(features_df) -> list[float]:
     if count < 2:
         raise ValueError(f"PCA needs at least 2 featurized images, got {count}")
     total = sum(np.frombuffer(part["total"]) for part in parts)
-    gram = sum(np.frombuffer(part["gram"]).reshape(FEATURE_DIM, FEATURE_DIM) for part in parts)
+    gram = sum(np.frombuffer(part["gram"]).reshape(dim, dim) for part in parts)
     mean = total / count
     covariance = (gram - count * np.outer(mean, mean)) / (count - 1)
-    eigenvalues = np.clip(np.linalg.eigvalsh(covariance)[::-1], 0, None)
+    return Moments(count=count, mean=mean, covariance=covariance)
+
+
+def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (decreasing, negatives from round-off set to 0) and unit eigenvectors (columns).
+
+    Each eigenvector is oriented so that its largest-magnitude entry is positive.
+
+    Examples
+    --------
+    >>> values, vectors = principal_components(np.diag([1.0, 3.0]))
+    >>> values.tolist(), vectors[:, 0].tolist()
+    ([3.0, 1.0], [0.0, 1.0])
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    largest = np.abs(eigenvectors).argmax(axis=0)
+    signs = np.sign(eigenvectors[largest, np.arange(eigenvectors.shape[1])])
+    eigenvectors = eigenvectors * np.where(signs == 0, 1.0, signs)
+    return np.clip(eigenvalues, 0, None), eigenvectors
+
+
+def variance_spectrum(features_df) -> list[float]:
+    """Explained-variance ratio of every principal component of ``features``, decreasing.
+
+    The ratios equal Spark ML PCA's ``explainedVariance`` for the same data.
+    """
+    eigenvalues, _ = principal_components(feature_moments(features_df).covariance)
     return (eigenvalues / eigenvalues.sum()).tolist()
 
 
+def pca_model(spark, components: np.ndarray, explained_variance, *, k: int | None = None):
+    """A Spark ML ``PCAModel`` from given components, as if ``PCA.fit`` had found them.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+    components : numpy.ndarray
+        ``(d, k)``: one unit principal component per column.
+    explained_variance : sequence of float
+        Explained-variance ratio of each of the ``k`` components.
+    k : int or None
+        Checked against ``components`` when given.
+
+    Returns
+    -------
+    pyspark.ml.feature.PCAModel
+        With ``k``, ``inputCol`` (``features_vector``) and ``outputCol`` (``pca_vector``)
+        set; it saves and reloads like a fitted model.
+    """
+    from pyspark.ml.common import _py2java
+    from pyspark.ml.feature import PCA
+    from pyspark.ml.linalg import DenseMatrix, DenseVector
+    from pyspark.ml.wrapper import JavaParams
+
+    components = np.asarray(components, dtype=np.float64)
+    explained = np.asarray(explained_variance, dtype=np.float64)
+    rows, columns = components.shape
+    if k is not None and k != columns:
+        raise ValueError(f"k must equal the number of components ({columns}), got {k!r}")
+    if explained.shape != (columns,):
+        raise ValueError(
+            f"explained_variance must hold one ratio per component ({columns}), got shape {explained.shape}")
+    context = spark.sparkContext
+    matrix = _py2java(context, DenseMatrix(rows, columns, components.flatten(order="F").tolist()))
+    vector = _py2java(context, DenseVector(explained.tolist()))
+    uid = PCA().uid  # the uid a fit would give: that of a PCA estimator
+    java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(uid, matrix, vector)
+    model = JavaParams._from_java(java_model)
+    model._set(k=columns, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL)
+    model._transfer_params_to_java()
+    return model
+
+
 def fit_pca(features_df, *, k: int, variance_target: float | None = None) -> PcaResult:
-    """Fit PCA on ``features_df.features`` (array<float> of 1280).
+    """Fit PCA on ``features_df.features`` (array<float> of 1280) in one pass over the data.
 
     Parameters
     ----------
     features_df : pyspark.sql.DataFrame
-        Holds a ``features`` column; read it from Parquet (it is scanned twice).
+        Holds a ``features`` column; read it from Parquet (it is scanned once).
     k : int
         Components to keep when ``variance_target`` is ``None``.
     variance_target : float or None
@@ -124,13 +216,19 @@ def fit_pca(features_df, *, k: int, variance_target: float | None = None) -> Pca
     Returns
     -------
     PcaResult
+        Its model equals Spark ML's ``PCA(k).fit`` up to the sign of each component.
     """
-    from pyspark.ml.feature import PCA
-
-    spectrum = variance_spectrum(features_df)
+    moments = feature_moments(features_df)
+    eigenvalues, eigenvectors = principal_components(moments.covariance)
+    total = eigenvalues.sum()
+    if not total > 0:
+        raise ValueError(f"PCA needs features that vary; all {moments.count} feature vectors are equal")
+    spectrum = eigenvalues / total
     chosen = smallest_k_for(spectrum, variance_target) if variance_target is not None else k
-    model = PCA(k=chosen, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(with_vectors(features_df))
-    return PcaResult(model=model, k=chosen, spectrum=spectrum)
+    if not 1 <= chosen <= len(spectrum):
+        raise ValueError(f"k must be between 1 and {len(spectrum)}, got {chosen!r}")
+    model = pca_model(features_df.sparkSession, eigenvectors[:, :chosen], spectrum[:chosen], k=chosen)
+    return PcaResult(model=model, k=chosen, spectrum=spectrum.tolist())
 
 
 def project(model, features_df):
