@@ -258,7 +258,7 @@ def _execute_via_local_mirror(spark, prepared: PreparedRun) -> RunResult:
     remove_stale_staging(remote)  # this run holds the lease
     previous_layout = None
     if prepared.previous is not None and prepared.previous_layout is not None:
-        previous_layout = OutputLayout(os.path.join(mirror.root, ".previous-run"))
+        previous_layout = OutputLayout(mirror.root + "-previous")  # beside the mirror: pruning there spares it
         fs, root = fsspec.core.url_to_fs(prepared.previous_layout.root)
         for name in _PREVIOUS_OUTPUTS:
             source = f"{root.rstrip('/')}/{name}"

@@ -1,0 +1,242 @@
+"""A lost node on a real standalone cluster: one worker dies mid-featurization, the run completes.
+
+The default EMR cluster puts its task node on the spot market; a reclaimed node
+takes its executors, their Python workers and any half-written task output with
+it. Here a Spark standalone master and two 1-core workers run on 127.0.0.1 from
+the pyspark wheel (``bin/spark-class``; the wheel has no ``sbin/start-*.sh``). A
+run is started on them; once features are being computed, one worker's whole
+process tree (worker JVM, executor JVM, Python daemon and workers) is SIGKILLed.
+The run must complete on the other worker with exact counts, no duplicate, none
+missing, and the same features as an undisturbed run.
+
+Every process is started in its own session and killed, tree and group, at
+teardown, also when a test fails; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fruits.demo_data import generate_demo_images
+from fruits.layout import current_run
+
+ROOT = Path(__file__).resolve().parents[1]
+SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
+LOOPBACK = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        tree.setdefault(parent, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the executor JVM, its Python daemon and workers), deepest last."""
+    tree, found, stack = _children(), [], [pid]
+    while stack:
+        for child in tree.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def kill_tree(process: subprocess.Popen) -> list[int]:
+    """SIGKILL a process, its process group and every descendant; return the pids killed."""
+    pids = [process.pid] + descendants(process.pid)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    return pids
+
+
+def _wait_for_line(log: Path, pattern: str, process: subprocess.Popen, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, log.read_text(errors="replace") if log.exists() else ""):
+        if process.poll() is not None:
+            pytest.fail(f"{log.name} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no /{pattern}/ in {log.name} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.3)
+
+
+class Cluster:
+    """A standalone master and workers on loopback, each process in its own session."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = _free_port()
+        self.url = f"spark://{LOOPBACK}:{self.port}"
+        self.master: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": LOOPBACK,
+                    "SPARK_DAEMON_MEMORY": "256m", "PYSPARK_PYTHON": sys.executable,
+                    "PYSPARK_DRIVER_PYTHON": sys.executable}
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")
+        with log:
+            return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], env=self.env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self, workers: int = 2) -> None:
+        self.master = self._start("master", "org.apache.spark.deploy.master.Master", "--host", LOOPBACK,
+                                  "--port", str(self.port), "--webui-port", str(_free_port()))
+        _wait_for_line(self.folder / "master.log", "I have been elected leader", self.master, timeout=120)
+        for index in range(workers):
+            work = self.folder / f"work-{index}"
+            work.mkdir()
+            self.workers.append(self._start(
+                f"worker-{index}", "org.apache.spark.deploy.worker.Worker", "--host", LOOPBACK,
+                "--cores", "1", "--memory", "1g", "--work-dir", str(work), "--webui-port", str(_free_port()),
+                self.url))
+        for index, worker in enumerate(self.workers):
+            _wait_for_line(self.folder / f"worker-{index}.log", "Successfully registered with master", worker,
+                           timeout=120)
+
+    def python_workers(self, worker: subprocess.Popen) -> list[int]:
+        """PySpark daemon and worker processes under one worker (that is, in its executor)."""
+        return [pid for pid in descendants(worker.pid) if "pyspark" in command_line(pid)
+                and "python" in command_line(pid).split(" ")[0]]
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.master]:
+            if process is not None:
+                kill_tree(process)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("walks /proc to find the executors' processes")
+    instance = Cluster(tmp_path / "cluster")
+    instance.folder.mkdir()
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+
+
+CLUSTER_RUN = textwrap.dedent("""
+    import json, sys
+    from fruits.params import RunParams
+    from fruits.pipeline import execute, prepare
+    from fruits.session import local_spark
+
+    params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, partitions=8)
+    prepared = prepare(params)
+    spark = local_spark(sys.argv[3], driver_memory="1g", executor_wait=120,
+                        conf={"spark.executor.memory": "768m", "spark.executor.cores": "1"})
+    spark.sparkContext.setLogLevel("WARN")  # lost tasks and executors are WARN and ERROR lines
+    result = execute(spark, prepared)
+    print("RESULT " + json.dumps(result.manifest["counts"]), flush=True)
+""")
+
+
+def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spark, tmp_path):
+    from fruits.params import RunParams
+    from fruits.pipeline import execute, prepare
+
+    images = generate_demo_images(tmp_path / "images", per_class=50, seed=8)  # 300 images
+    undisturbed = execute(spark, prepare(RunParams(input_path=str(images), output_dir=str(tmp_path / "reference"),
+                                                   weights="random", k=4, partitions=8)))
+    expected = {row.path: np.array(row.features) for row in spark.read.parquet(undisturbed.layout.features).collect()}
+    assert len(expected) == 300
+
+    out = tmp_path / "out"
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as handle:
+        driver = subprocess.Popen([sys.executable, "-c", CLUSTER_RUN, str(images), str(out), cluster.url],
+                                  cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, "SPARK_LOCAL_IP": LOOPBACK})
+    try:
+        deadline = time.monotonic() + 400
+        victim, python_pids = None, []
+        while victim is None:  # features are being computed: the UDF writes, Python workers run
+            assert driver.poll() is None, f"the run ended before the fault:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"featurization never started:\n{log.read_text()[-4000:]}"
+            if list(out.glob(".staging-*/_staging/_temporary")):
+                for worker in cluster.workers:
+                    python_pids = cluster.python_workers(worker)
+                    if python_pids:
+                        victim = worker
+                        break
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the victim's task get going
+        assert not list(out.glob(".staging-*/_staging/_SUCCESS")), "the fault must hit mid-featurization"
+        killed = kill_tree(victim)
+        assert set(python_pids) <= set(killed), "its Python workers went with it"
+        assert all(not os.path.exists(f"/proc/{pid}") or _is_zombie(pid) for pid in killed)
+        code = driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            kill_tree(driver)
+    output = log.read_text(errors="replace")
+    assert code == 0, output[-5000:]
+    assert re.search(r"Lost executor \d+ on ", output), output[-5000:]
+    assert re.search(r"Lost task [\d.]+ in stage [\d.]+ .*ExecutorLostFailure", output), \
+        "a featurization task was running on the lost worker"
+    counts = json.loads(output.split("RESULT ", 1)[1].splitlines()[0])
+    assert counts == {"input": 301, "images": 300, "featurized": 300, "rejected": 1, "featurized_this_run": 300}
+
+    run = current_run(str(out))
+    rows = spark.read.parquet(f"{run}/features").collect()
+    paths = [row.path for row in rows]
+    assert len(paths) == len(set(paths)) == 300, "no duplicate, none missing"
+    assert set(paths) == set(expected)
+    worst = max(float(np.max(np.abs(np.array(row.features) - expected[row.path]))) for row in rows)
+    assert worst < 1e-5, f"features differ from the undisturbed run by up to {worst}"
+    assert spark.read.parquet(f"{run}/pca").count() == 300
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
