@@ -163,6 +163,12 @@ def test_failed_or_stale_runs_get_no_sections_read_from_the_output_folder(tmp_pa
     (out / "manifest.json").write_text(json.dumps({"created_utc": "2020-01-01T00:05:00+00:00"}))
     assert run_outputs(small_notebook(output_dir=str(out))) == str(out)
     assert run_outputs(small_notebook(output_dir=str(tmp_path / "missing"))) is None
+    run = out / "runs" / "r1"  # a run in its own folder, named by the run_id papermill was given
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"created_utc": "2020-01-01T00:05:00+00:00"}))
+    notebook = small_notebook(output_dir=str(out))
+    notebook.metadata["papermill"]["parameters"]["run_id"] = "r1"
+    assert run_outputs(notebook) == str(run)
 
 
 @pytest.fixture
@@ -301,6 +307,12 @@ def hover_first_point(page) -> dict:
                                                  "text: panel.textContent})")
 
 
+def current_run(output_dir: str) -> str:
+    from fruits.layout import current_run as resolve
+
+    return resolve(output_dir)
+
+
 def check_report(browser, report: Path, tmp_path: Path) -> dict:
     page, met = open_offline(browser, report, tmp_path / "report.png")
     try:
@@ -331,10 +343,11 @@ def test_demo_report_offline_in_chromium(browser, tmp_path):
     result = fruits("run", "--output", str(out), "-p", "weights", "random", "-p", "k", "10", "--quiet",
                     env_extra={"FRUITS_DEMO_DATA": str(tmp_path / "demo-images")})
     assert result.returncode == 0, result.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["evaluation"]["classes_scored"] == 6, "the demo evaluates on its synthetic training split"
     assert manifest["evaluation"]["train_path"].endswith("demo-images-training")
-    met = check_report(browser, out / "report.html", tmp_path)
+    met = check_report(browser, run / "report.html", tmp_path)
     assert met["text"].index("SYNTHETIC DEMO DATA") < met["text"].index("Images per class")
     assert "RANDOM weights" in met["text"] and "Synthetic" in met["hovered"]["alt"]
 
@@ -348,8 +361,9 @@ def test_real_report_offline_in_chromium(browser, real_images, real_weights, tmp
     result = fruits("run", "--input", str(test), "--output", str(out), "-p", "weights", str(real_weights),
                     "-p", "k", "10", "-p", "train_path", str(train), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["evaluation"]["test_images_scored"] == 24
-    met = check_report(browser, out / "report.html", tmp_path)
+    met = check_report(browser, run / "report.html", tmp_path)
     assert "SYNTHETIC" not in met["text"] and "RANDOM" not in met["text"]
     assert "Apple" in met["hovered"]["alt"]

@@ -112,30 +112,35 @@ def strip_widgets(notebook) -> None:
 
 
 def run_outputs(notebook) -> str | None:
-    """The output folder this execution wrote, or ``None`` when it must not be read.
+    """The folder of the run this execution wrote, or ``None`` when it must not be read.
 
-    ``None`` when papermill recorded an exception, the notebook has no ``output_dir``
-    parameter, or the manifest there predates this execution (a previous run's outputs).
+    The run's folder is ``OUTPUT/runs/<run_id>`` when papermill was given a ``run_id``
+    (``fruits run`` always is), else the output's current run. ``None`` when papermill
+    recorded an exception, the notebook has no ``output_dir`` parameter, or the run's
+    manifest predates this execution (a previous run's outputs).
     """
-    from fruits.layout import OutputLayout
+    from fruits.layout import NoRunError, OutputLayout, current_run, run_layout
     from fruits.manifest import read_json
 
     papermill = notebook.metadata.get("papermill", {})
-    output_dir = papermill.get("parameters", {}).get("output_dir")
+    parameters = papermill.get("parameters", {})
+    output_dir = parameters.get("output_dir")
     if papermill.get("exception") or not output_dir:
         return None
     try:
-        manifest = read_json(OutputLayout(output_dir).manifest)
-    except (OSError, ValueError) as exc:
-        log.warning("report: no manifest in %s (%s); run sections left out", output_dir, exc)
+        run = (run_layout(output_dir, parameters["run_id"]).root if parameters.get("run_id")
+               else current_run(output_dir))
+        manifest = read_json(OutputLayout(run).manifest)
+    except (NoRunError, OSError, ValueError) as exc:
+        log.warning("report: no run's manifest under %s (%s); run sections left out", output_dir, exc)
         return None
     started = _utc(papermill.get("start_time"))
     created = _utc(manifest.get("created_utc"))
     if started and created and created < started - dt.timedelta(seconds=2):
         log.warning("report: %s holds an older run (%s, this one started %s); run sections left out",
-                    output_dir, created, started)
+                    run, created, started)
         return None
-    return output_dir
+    return run
 
 
 def _utc(text) -> dt.datetime | None:
