@@ -401,9 +401,15 @@ def per_class_accuracy(accuracy: Mapping[str, float], *, worst: int = 30, title:
         ax.text(value, y, f" {value:.0%}", va="center", fontsize=7.5)
     ax.spines[["top", "right"]].set_visible(False)
     rest = ordered.iloc[len(shown):]
-    subtitle = f"all {len(ordered)} scored classes" if rest.empty else (
-        f"the {len(shown)} worst of {len(ordered)} classes; the other {len(rest)} score "
-        f"{rest.min():.0%} or more")
+    tied = int((ordered == ordered.iloc[0]).sum())
+    if rest.empty:
+        subtitle = f"all {len(ordered)} scored classes"
+    elif tied > len(shown):
+        subtitle = (f"{tied} of {len(ordered)} classes score {ordered.iloc[0]:.0%}: the first {len(shown)} "
+                    "by name are shown")
+    else:
+        subtitle = (f"the {len(shown)} worst of {len(ordered)} classes; the other {len(rest)} score "
+                    f"{rest.min():.0%} or more")
     ax.set_title(f"{title}\n({subtitle}; red < 80 %, orange < 95 %)", fontsize=10)
     fig.set_layout_engine("tight")
     perfect = int((ordered >= 1.0).sum())
