@@ -19,6 +19,7 @@ import nbformat
 import papermill
 import pytest
 
+from fruits.layout import current_run
 from fruits.livy.client import KERNEL_NAME, sparkmagic_environment
 from fruits.livy.server import LivyDouble
 from tests.conftest import copy_slice
@@ -74,13 +75,14 @@ def test_papermill_runs_the_cloud_notebook_unchanged_through_sparkmagic_and_livy
     papermill.execute_notebook(str(CLOUD), str(executed), kernel_name=KERNEL_NAME, progress_bar=False,
                                parameters={"input_path": str(slice_of_test), "output_dir": str(out),
                                            "weights": str(real_weights), "k": 5})
-    manifest = json.loads((out / "manifest.json").read_text())
+    run = Path(current_run(str(out)))
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["counts"]["input"] == manifest["counts"]["featurized"] + manifest["counts"]["rejected"]
     assert manifest["counts"]["featurized"] == 18 and manifest["k"] == 5
     assert not manifest["weights"]["random"]
     import pyarrow.parquet as pq
 
-    assert pq.read_table(out / "features").num_rows == 18 and pq.read_table(out / "pca").num_rows == 18
+    assert pq.read_table(run / "features").num_rows == 18 and pq.read_table(run / "pca").num_rows == 18
 
     notebook = nbformat.read(executed, as_version=4)
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME
@@ -164,11 +166,12 @@ def test_fruits_emr_run_end_to_end_on_moto_and_the_livy_double(uploaded, livy, s
                           env={**os.environ, "FRUITS_PYTHON": sys.executable, "FRUITS_LIVY_URL": livy.url})
     assert step.returncode == 0, step.stderr[-4000:]
     fs = s3fs.S3FileSystem()
-    manifest = json.loads(fs.cat_file(f"{uploaded}/runs/emr/manifest.json"))
+    run = current_run(output)
+    manifest = json.loads(fs.cat_file(f"{run}/manifest.json"))
     assert manifest["counts"]["featurized"] == 18 and manifest["input_path"] == f"s3://{uploaded}/images"
-    notebook = nbformat.reads(fs.cat_file(f"{uploaded}/runs/emr/notebook.ipynb").decode(), as_version=4)
+    notebook = nbformat.reads(fs.cat_file(f"{run}/notebook.ipynb").decode(), as_version=4)
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME and figures(notebook) == 9
-    report = fs.cat_file(f"{uploaded}/runs/emr/report.html").decode()
+    report = fs.cat_file(f"{run}/report.html").decode()
     assert report.count("data:image/png;base64,") >= 9
     assert 'id="fruits-map-plot"' in report and "could not be built" not in report  # read back from S3 at render time
 
@@ -201,9 +204,10 @@ def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, 
             (output / name).write_bytes(data)
         input_path, output_uri = str(images), str(output)
 
-        def published():
+        def published():  # what readers resolve: the pointer if any, else the files of the old layout
             return {str(p.relative_to(output)): p.read_bytes() for p in output.rglob("*")
-                    if p.is_file() and not p.relative_to(output).parts[0].startswith(".")}
+                    if p.is_file() and p.relative_to(output).parts[0] not in ("runs",)
+                    and not p.relative_to(output).parts[0].startswith(".")}
     else:
         request.getfixturevalue("moto")
         import boto3
@@ -222,7 +226,7 @@ def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, 
         def published():
             fs.invalidate_cache()
             return {key.split("/out/", 1)[1]: fs.cat_file(key) for key in fs.find(f"{bucket}/out")
-                    if not key.split("/out/", 1)[1].startswith(".")}
+                    if not key.split("/out/", 1)[1].startswith((".", "runs/"))}
 
     before = len(livy.requests)
     run = subprocess.Popen([sys.executable, "-m", "fruits.cli", "run", "--livy", livy.url, "--input", input_path,
@@ -248,7 +252,7 @@ def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, 
             run.kill()
     assert run.returncode == 1, stderr[-3000:]
     assert f"session {session_id} is dead" in stderr and "failed with" in stderr, stderr[-3000:]
-    assert published() == previous
+    assert published() == previous  # the previous run, still the current one: no pointer, same files
 
 
 
