@@ -129,7 +129,8 @@ def prepare(params: RunParams) -> PreparedRun:
         weights = resolve_tflite(params.weights)
     else:
         weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
-    engine = prepare_engine(params.engine, weights, input_size=params.image_size)
+    engine = prepare_engine(params.engine, weights, input_size=params.image_size,
+                            calibration=_int8_calibration(params, listing, output_dir))
     run_id = params.run_id or new_run_id()
     # From here on no other run can write into output_dir or move its pointer.
     lease = Lease.acquire(output_dir, run_id)
@@ -168,6 +169,24 @@ def prepare(params: RunParams) -> PreparedRun:
         pointer_token=token,
         previous_layout=previous_layout,
     )
+
+
+def _int8_calibration(params: RunParams, listing: Listing, output_dir: str):
+    """What ``onnx-int8`` calibrates on: the run's images, or those the current run recorded.
+
+    An incremental run must rebuild the very graph its predecessor used (its features
+    are kept), so it reuses the recorded calibration images; other engines need none.
+    """
+    if params.engine != "onnx-int8":
+        return None
+    if params.mode == "incremental":
+        try:
+            recorded = read_json(current_layout(output_dir).manifest).get("engine", {}).get("calibration")
+        except NoRunError:
+            recorded = None
+        if recorded:
+            return recorded
+    return [image.path for image in listing.images]
 
 
 def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:
@@ -331,7 +350,8 @@ def _run(spark, prepared: PreparedRun, staged: OutputLayout):
             "random": prepared.weights.is_random,
         },
         "engine": {"name": params.engine, "input_size": params.image_size, "batch_size": params.batch_size,
-                   "threads_per_task": params.threads_per_task, "sha256": prepared.engine.sha256},
+                   "threads_per_task": params.threads_per_task, "sha256": prepared.engine.sha256,
+                   **prepared.engine.details},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,
                   "default_parallelism": spark.sparkContext.defaultParallelism,
                   "partitions": partitions},
