@@ -7,8 +7,10 @@ slows ONNX Runtime in the same process) cannot skew another:
 (a) ``study``: the original notebook's pattern (:mod:`study_pattern`), the baseline;
 (b) ``default``: the project's default path (ONNX Runtime, 224x224);
 (c) the other modes: ``keras`` (the reference engine), ``tflite`` (int8 phone model),
-    ``onnx-100`` (native 100x100 input), ``default-arrow10000`` (huge Arrow batches,
-    to show memory stays bounded), and with ``--scaling`` ``default-local1``;
+    ``onnx-int8`` (the default graph quantized to int8, calibrated on the benchmark's
+    own images as a run would be), ``onnx-100`` (native 100x100 input),
+    ``default-arrow10000`` (huge Arrow batches, to show memory stays bounded), and
+    with ``--scaling`` ``default-local1``;
 (d) ``ceiling-*``: the same engine in one process without Spark, all cores.
 
 It prints images/s, the ratio of each mode to (a) and to the ceiling of its engine,
@@ -41,15 +43,17 @@ SPARK_MODES = {
     "default": ("onnx", 224, "local[2]", None),
     "keras": ("keras", 224, "local[2]", None),
     "tflite": ("tflite", 224, "local[2]", None),
+    "onnx-int8": ("onnx-int8", 224, "local[2]", None),
     "onnx-100": ("onnx", 100, "local[2]", None),
     "default-arrow10000": ("onnx", 224, "local[2]", 10000),
     "default-local1": ("onnx", 224, "local[1]", None),
 }
 CEILINGS = {"ceiling-onnx": ("onnx", 224), "ceiling-keras": ("keras", 224),
-            "ceiling-tflite": ("tflite", 224), "ceiling-onnx-100": ("onnx", 100)}
+            "ceiling-tflite": ("tflite", 224), "ceiling-onnx-100": ("onnx", 100),
+            "ceiling-onnx-int8": ("onnx-int8", 224)}
 CEILING_OF = {"default": "ceiling-onnx", "keras": "ceiling-keras", "tflite": "ceiling-tflite",
               "onnx-100": "ceiling-onnx-100", "default-arrow10000": "ceiling-onnx",
-              "default-local1": "ceiling-onnx"}
+              "default-local1": "ceiling-onnx", "onnx-int8": "ceiling-onnx-int8"}
 M5_XLARGE_USD_PER_HOUR = 0.224  # on-demand, eu-west-3, as quoted by the study
 
 
@@ -145,6 +149,12 @@ def prepare_payloads(scratch: str, weights: str, tflite: str | None, modes: list
         elif engine_name == "tflite":
             graph = prepare_engine("tflite", resolve_tflite(tflite), input_size=size).payload
             Path(scratch, "model.tflite").write_bytes(graph)
+        elif engine_name == "onnx-int8":  # calibrated on the benchmark's images, as a run on them would be
+            from fruits.listing import list_inputs
+
+            images = [image.path for image in list_inputs(os.path.join(scratch, "Test")).images]
+            graph = prepare_engine("onnx-int8", resolved, input_size=size, calibration=images).payload
+            Path(scratch, f"onnx-int8-{size}.onnx").write_bytes(graph)
 
 
 def engine_of(mode: str) -> tuple[str, int]:
@@ -167,7 +177,7 @@ def load_engine(mode: str, scratch: str):
             payload = tuple(saved[f"arr_{i}"] for i in range(len(saved.files)))
         digest = "keras-" + hashlib.sha256(b"".join(a.tobytes() for a in payload)).hexdigest()
     else:
-        name = f"onnx-{size}.onnx" if engine_name == "onnx" else "model.tflite"
+        name = {"onnx": f"onnx-{size}.onnx", "onnx-int8": f"onnx-int8-{size}.onnx"}.get(engine_name, "model.tflite")
         payload = Path(scratch, name).read_bytes()
         digest = hashlib.sha256(payload).hexdigest()
     return PreparedEngine(engine_name, size, digest, payload)
@@ -279,10 +289,10 @@ def main() -> int:
         return 0
     if not args.weights or not os.path.isfile(args.weights) or not os.path.isdir(args.data):
         parser.error("needs --weights (or FRUITS_WEIGHTS) and --data (or FRUITS_TEST_IMAGES with Test/)")
-    modes = args.modes or (["study", "default", "keras", "onnx-100", "default-arrow10000"]
+    modes = args.modes or (["study", "default", "onnx-int8", "keras", "onnx-100", "default-arrow10000"]
                            + (["tflite"] if args.tflite else [])
                            + (["default-local1"] if args.scaling else [])
-                           + ["ceiling-onnx", "ceiling-keras", "ceiling-onnx-100"]
+                           + ["ceiling-onnx", "ceiling-onnx-int8", "ceiling-keras", "ceiling-onnx-100"]
                            + (["ceiling-tflite"] if args.tflite else []))
     results = {}
     with tempfile.TemporaryDirectory(prefix="fruits-bench-") as scratch:
@@ -322,6 +332,18 @@ def run_child(mode: str, scratch: str) -> dict | None:
     return figures
 
 
+def int8_line(results: dict) -> str:
+    """int8 against the fp32 default, in Spark and (if measured) in one process."""
+    line = (f"\nint8: onnx-int8 {results['onnx-int8']['images_per_second']:.1f} images/s against the default's "
+            f"{results['default']['images_per_second']:.1f} in Spark "
+            f"({results['onnx-int8']['images_per_second'] / results['default']['images_per_second']:.2f}x)")
+    if "ceiling-onnx-int8" in results and "ceiling-onnx" in results:
+        line += (f"; one process {results['ceiling-onnx-int8']['images_per_second']:.1f} against "
+                 f"{results['ceiling-onnx']['images_per_second']:.1f} "
+                 f"({results['ceiling-onnx-int8']['images_per_second'] / results['ceiling-onnx']['images_per_second']:.2f}x)")
+    return line + ".\n"
+
+
 def report(results: dict, out: str, count: int) -> None:
     baseline = results.get("study", {}).get("images_per_second")
     rows = ["| mode | where | images/s | x study | x ceiling of its engine | peak Python worker RSS (MB) "
@@ -348,6 +370,8 @@ def report(results: dict, out: str, count: int) -> None:
         text += (f"\nScaling: local[1] {results['default-local1']['images_per_second']:.1f} images/s, "
                  f"local[2] {results['default']['images_per_second']:.1f} images/s "
                  f"({results['default']['images_per_second'] / results['default-local1']['images_per_second']:.2f}x).\n")
+    if "onnx-int8" in results and "default" in results:
+        text += int8_line(results)
     os.makedirs(out, exist_ok=True)
     Path(out, "benchmark.md").write_text(text)
     Path(out, "benchmark.json").write_text(json.dumps({"images": count, "cores": os.cpu_count(),

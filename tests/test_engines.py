@@ -142,3 +142,27 @@ def test_int8_features_point_where_fp32_features_point(spark, real_images, real_
     cosine = _cosines(features["onnx-int8"], features["onnx"])
     # Measured on 400 Test images: median 0.9978, minimum 0.9947 (see fruits.onnx_int8).
     assert np.median(cosine) >= 0.997 and cosine.min() >= 0.99, (np.median(cosine), cosine.min())
+
+
+def test_int8_run_records_its_calibration_and_an_incremental_run_reuses_it(spark, tmp_path, monkeypatch):
+    """The manifest names the calibration images; new images do not change the graph of an incremental run."""
+    import shutil
+
+    from fruits.demo_data import generate_demo_images
+    from fruits.pipeline import execute, prepare
+
+    monkeypatch.setenv("FRUITS_CACHE", str(tmp_path / "cache"))
+    images = generate_demo_images(tmp_path / "images", per_class=3, seed=4)
+    params = RunParams(input_path=str(images), output_dir=str(tmp_path / "out"), weights="random", k=4,
+                       engine="onnx-int8", image_size=64)
+    first = execute(spark, prepare(params))
+    recorded = first.manifest["engine"]["calibration"]
+    assert recorded["images"] == 18 and recorded["paths"] == sorted(recorded["paths"])
+    assert recorded["rule"].startswith("up to 100 images evenly spaced")
+    extra = generate_demo_images(tmp_path / "extra", per_class=1, seed=12)
+    for source in sorted(extra.glob("*/*.jpg")):
+        shutil.copy(source, images / source.parent.name / f"new_{source.name}")
+    grown = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "incremental"})))
+    assert grown.manifest["counts"]["featurized_this_run"] == 6
+    assert grown.manifest["engine"]["calibration"] == recorded
+    assert grown.manifest["engine"]["sha256"] == first.manifest["engine"]["sha256"]
