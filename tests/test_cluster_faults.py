@@ -172,8 +172,14 @@ CLUSTER_RUN = textwrap.dedent("""
     prepared = prepare(params)
     spark = local_spark(sys.argv[3], driver_memory="1g", executor_wait=120,
                         conf={"spark.executor.memory": "768m", "spark.executor.cores": "1"})
-    spark.sparkContext.setLogLevel("WARN")  # lost tasks and executors are WARN and ERROR lines
+    jvm = spark.sparkContext._jvm  # a task lost with its executor is an INFO line of TaskSetManager
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.scheduler.TaskSetManager", jvm.org.apache.logging.log4j.Level.INFO)
     result = execute(spark, prepared)
+    tracker = spark.sparkContext.statusTracker()
+    stages = [tracker.getStageInfo(s) for j in tracker.getJobIdsForGroup() for s in tracker.getJobInfo(j).stageIds]
+    failed = {info.name: info.numFailedTasks for info in stages if info is not None and info.numFailedTasks}
+    print("FAILED_TASKS " + json.dumps(failed), flush=True)
     print("RESULT " + json.dumps(result.manifest["counts"]), flush=True)
 """)
 
@@ -219,8 +225,10 @@ def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spa
     output = log.read_text(errors="replace")
     assert code == 0, output[-5000:]
     assert re.search(r"Lost executor \d+ on ", output), output[-5000:]
-    assert re.search(r"Lost task [\d.]+ in stage [\d.]+ .*ExecutorLostFailure", output), \
-        "a featurization task was running on the lost worker"
+    assert re.search(r"task [\d.]+ in stage [\d.]+ \(TID \d+\) failed because while it was being computed, its executor exited", output), \
+        "a task was running on the lost worker"
+    failed = json.loads(output.split("FAILED_TASKS ", 1)[1].splitlines()[0])
+    assert any("parquet" in name for name in failed), f"the lost task was featurizing: {failed}"
     counts = json.loads(output.split("RESULT ", 1)[1].splitlines()[0])
     assert counts == {"input": 301, "images": 300, "featurized": 300, "rejected": 1, "featurized_this_run": 300}
 
