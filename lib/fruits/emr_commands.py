@@ -217,14 +217,19 @@ def _dispatch(args) -> int:
                   "(fruits emr setup --subnet-id tags them)")
         return 0
     if args.emr_command == "run":
+        from fruits.publish import new_run_id
+
+        parameters = {name: parse_value(value) for name, value in args.parameter}
+        parameters.setdefault("run_id", new_run_id())  # the run's folder: OUTPUT/runs/<run_id>/
         request = emr.notebook_step_request(
             cluster_id=args.cluster_id, bucket=args.bucket, prefix=args.prefix, input_path=args.input,
-            output=args.output, parameters={name: parse_value(value) for name, value in args.parameter})
+            output=args.output, parameters=parameters)
         if args.dry_run:
             _show("emr.add_job_flow_steps", request)
             return 0
         step = emr.client("emr").add_job_flow_steps(**request)["StepIds"][0]
-        print(f"step {step} added to {args.cluster_id}; report: {args.output.rstrip('/')}/report.html "
+        print(f"step {step} added to {args.cluster_id}; report: "
+              f"{args.output.rstrip('/')}/runs/{parameters['run_id']}/report.html "
               f"(follow it: aws emr describe-step --cluster-id {args.cluster_id} --step-id {step})")
         return 0
     if args.emr_command == "status":
