@@ -100,11 +100,11 @@ def main() -> int:
                 results[name] = fit(features, args.k)
                 seconds[name].append(time.perf_counter() - start)
                 print(f"round {round_ + 1} {name:>6}: {seconds[name][-1]:6.2f} s", flush=True)
-    spark.stop()
     (old, old_spectrum), (new, new_spectrum) = results["before"], results["after"]
     signs = np.sign((old.pc.toArray() * new.pc.toArray()).sum(axis=0))
     pc_difference = float(np.abs(old.pc.toArray() * signs - new.pc.toArray()).max())
     variance_difference = float(np.abs(old.explainedVariance.toArray() - new.explainedVariance.toArray()).max())
+    spark.stop()
     spectrum_difference = float(np.abs(np.asarray(old_spectrum) - np.asarray(new_spectrum)).max())
     best = {name: min(values) for name, values in seconds.items()}
     summary = {
