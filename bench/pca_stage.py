@@ -92,7 +92,7 @@ def main() -> int:
         write_features(spark, path, args.rows)
         features = spark.read.parquet(path)
         print(f"{args.rows} rows in {features.rdd.getNumPartitions()} partitions "
-              f"({len(os.listdir(path)) - 1} files), k={args.k}, {args.master}", flush=True)
+              f"({len([f for f in os.listdir(path) if f.endswith('.parquet')])} files), k={args.k}, {args.master}", flush=True)
         results = {}
         for round_ in range(args.repeat):
             for name, fit in (("before", before), ("after", after)):

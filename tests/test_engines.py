@@ -1,9 +1,12 @@
 """Engines agree with the Keras reference; plumbing only (seeded random weights, small input)."""
 
+import argparse
+
 import numpy as np
 import pytest
 
 from fruits import config
+from fruits.cli import resolve_parameters
 from fruits.engines import build_predictor, prepare_engine
 from fruits.params import RunParams
 from fruits.weights import resolve_weights
@@ -106,6 +109,8 @@ def test_int8_engine_name_is_accepted_everywhere_an_engine_is_named():
 
     assert "onnx-int8" in ENGINES
     assert RunParams(engine="onnx-int8", image_size=100).validate().engine == "onnx-int8"
+    args = argparse.Namespace(parameter=[("engine", "onnx-int8")], input=None, output="/tmp/fruits-unused")
+    assert resolve_parameters(args, {"engine": "onnx"})["engine"] == "onnx-int8"  # what `fruits run -p` checks
     for notebook in ("01-featurize-local.py", "02-featurize-emr.py"):
         line = next(line for line in (Path(__file__).parents[1] / "notebooks" / notebook).read_text().splitlines()
                     if line.startswith("engine = "))
