@@ -28,8 +28,8 @@
 
 # %% tags=["session"]
 # %%configure -f
-{"driverMemory": "4g", "executorMemory": "1536m", "executorCores": 4, "numExecutors": 3,
- "conf": {"spark.executor.memoryOverhead": "512m", "spark.executor.pyspark.memory": "9216m",
+{"driverMemory": "4g", "executorMemory": "1g", "executorCores": 4, "numExecutors": 3,
+ "conf": {"spark.executor.memoryOverhead": "512m", "spark.executor.pyspark.memory": "9728m",
           "spark.sql.execution.arrow.maxRecordsPerBatch": "256", "spark.python.worker.reuse": "true"}}
 
 # %% tags=["parameters"]
