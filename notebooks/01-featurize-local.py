@@ -39,7 +39,7 @@ pca = "refit"  # "reuse": incremental runs keep the previous PCA model
 image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
 train_path = None  # labelled training set: score the features with a classifier
 seed = 0  # random weights and sample images
-master = "local[2]"  # local Spark master
+master = "local[2]"  # Spark master: local[N], spark://HOST:PORT, or yarn on a cluster node
 driver_memory = "4g"  # local Spark JVM heap
 
 # %% [markdown]

@@ -16,9 +16,11 @@ from typing import Any, Callable
 
 #: Marker of the line that carries the checks' results in the statement's output.
 MARKER = "FRUITS-DOCTOR "
-#: A small session: the check needs one executor core and little memory.
-SESSION = {"name": "fruits-doctor", "driverMemory": "2g", "executorMemory": "2g", "executorCores": 1,
-           "numExecutors": 2}
+#: A small session: one core per executor and a Python worker cap like the notebook's (2432 MiB per
+#: worker), so it fits beside a running notebook session instead of inheriting 9.5 GiB per worker.
+SESSION = {"name": "fruits-doctor", "driverMemory": "2g", "executorMemory": "1g", "executorCores": 1,
+           "numExecutors": 2, "conf": {"spark.executor.pyspark.memory": "2432m",
+                                       "spark.executor.memoryOverhead": "512m"}}
 
 
 def _check(results: list[dict], name: str, action: Callable[[], Any]) -> Any:

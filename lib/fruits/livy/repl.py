@@ -201,15 +201,21 @@ def build_spark(body: dict[str, Any], master: str):
     """The session's ``SparkSession``: the double's master, the body's settings, the project's defaults."""
     from pyspark.sql import SparkSession
 
-    from fruits.session import SPARK_SETTINGS
+    from fruits.session import SPARK_SETTINGS, driver_settings
 
     builder = SparkSession.builder.master(master)
-    loopback = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    requested = spark_settings(body)
+    # Where the driver runs decides its address (loopback only for local masters): one rule, the library's.
+    placement = driver_settings(master, user_conf=requested)
+    for name, value in placement.environ.items():  # this process is the driver: set them for good
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     # Like EMR's spark-defaults (spark.pyspark.python), the workers run the driver's interpreter.
     python = {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
     settings = {**SPARK_SETTINGS, **python, "spark.app.name": f"livy-session-{os.environ.get('LIVY_SESSION_ID', '0')}",
-                "spark.ui.enabled": "false", **(loopback if master.startswith("local") else {}),
-                **spark_settings(body)}
+                "spark.ui.enabled": "false", **placement.conf, **requested}
     # Livy starts drivers with spark-submit, whose PythonRunner turns spark.pyspark.python
     # into the driver's PYSPARK_PYTHON, the interpreter PySpark then asks executors to run.
     os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]

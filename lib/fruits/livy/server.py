@@ -188,8 +188,6 @@ class LivyDouble:
             self.sessions[session_id] = session
         env = {**os.environ, "LIVY_SESSION_ID": str(session_id), "LIVY_DOUBLE_MASTER": self.master,
                "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-        if self.master.startswith("local"):
-            env["SPARK_LOCAL_IP"] = "127.0.0.1"
         log = open(session.log_path, "ab")
         session.process = subprocess.Popen(
             [sys.executable, "-m", "fruits.livy.repl"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
