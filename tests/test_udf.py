@@ -61,3 +61,28 @@ def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
     by_path = {row.path: np.array(row.features, dtype=np.float32) for row in rows}
     pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)))
     np.testing.assert_allclose(by_path["img5"], expected(pixels[None])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_worker_cache_keeps_the_three_predictors_used_last(monkeypatch):
+    """Like pyspark's ModelCache: a 4th model evicts the least recently used, a hit refreshes an entry."""
+    from collections import OrderedDict
+
+    from fruits import udf
+
+    monkeypatch.setattr(udf, "_PREDICTORS", OrderedDict())
+    built = []
+
+    def factory(name):
+        def build():
+            built.append(name)
+            return lambda batch, name=name: name
+        return build
+
+    for name in ("a", "b", "c"):
+        udf.cached_predictor(name, factory(name))
+    assert udf.cached_predictor("a", factory("a"))(None) == "a"  # a hit: "a" becomes the most recent
+    udf.cached_predictor("d", factory("d"))
+    assert list(udf._PREDICTORS) == ["c", "a", "d"], "the 4th model evicts b, the least recently used"
+    assert udf.PREDICTOR_CACHE_SIZE == 3 and built == ["a", "b", "c", "d"]
+    udf.cached_predictor("b", factory("b"))
+    assert built[-1] == "b" and list(udf._PREDICTORS) == ["a", "d", "b"]

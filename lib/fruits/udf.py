@@ -11,6 +11,8 @@ that would kill the task: one corrupt file must not fail an hour-long run.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Callable, Iterator
 
 import numpy as np
@@ -22,19 +24,34 @@ from fruits.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize
 #: Spark type the UDF returns: features, or null features and the reason.
 RESULT_SCHEMA = "features array<float>, error string"
 
-_PREDICTORS: dict[str, Predict] = {}
+#: Predictors a worker keeps at once: pyspark's ``predict_batch_udf`` keeps 3 too. A long-lived
+#: worker (a Livy session lives for hours) that serves runs with other weights or engines
+#: holds the three it used last, never an ever-growing set of models.
+PREDICTOR_CACHE_SIZE = 3
+
+_PREDICTORS: OrderedDict[str, Predict] = OrderedDict()
+_PREDICTORS_LOCK = threading.Lock()
 
 
 def cached_predictor(key: str, factory: Callable[[], Predict]) -> Predict:
     """Return the predictor cached under ``key`` in this process, building it on first use.
 
     ``key`` identifies engine, weights and settings, so a worker that serves two runs
-    with different weights never mixes them up.
+    with different weights never mixes them up. The cache is a least-recently-used one
+    of :data:`PREDICTOR_CACHE_SIZE` entries behind a lock (as pyspark's ``ModelCache``):
+    the factory runs outside the lock, so a slow build does not block other lookups.
     """
-    predictor = _PREDICTORS.get(key)
-    if predictor is None:
-        predictor = factory()
+    with _PREDICTORS_LOCK:
+        predictor = _PREDICTORS.get(key)
+        if predictor is not None:
+            _PREDICTORS.move_to_end(key)
+            return predictor
+    predictor = factory()
+    with _PREDICTORS_LOCK:
         _PREDICTORS[key] = predictor
+        _PREDICTORS.move_to_end(key)
+        while len(_PREDICTORS) > PREDICTOR_CACHE_SIZE:
+            _PREDICTORS.popitem(last=False)
     return predictor
 
 
