@@ -316,8 +316,8 @@ def _features_paths(run: str) -> frozenset:
 
 def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark, moto, tmp_path, monkeypatch):
     import boto3
-    import s3fs
 
+    from fruits import pipeline as pipeline_module
     from fruits.params import RunParams
     from fruits.pipeline import execute, prepare
 
@@ -336,14 +336,19 @@ def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark
     assert len(next(iter(expected.values()))) == 18
 
     uploads = {"count": 0}
-    original_put = s3fs.S3FileSystem.put_file
 
-    def slow_put(self, *args, **kwargs):  # widen the publish: objects arrive one by one, slowly
-        uploads["count"] += 1
-        time.sleep(0.05)
-        return original_put(self, *args, **kwargs)
+    def slow_upload(local, remote):  # fruits.publish.upload_run, widened: objects arrive one by one, slowly
+        import fsspec
 
-    monkeypatch.setattr(s3fs.S3FileSystem, "put_file", slow_put)
+        fs, root = fsspec.core.url_to_fs(remote.root)
+        for folder, _, files in os.walk(local.root):
+            for name in files:
+                path = os.path.join(folder, name)
+                time.sleep(0.05)
+                fs.put_file(path, f"{root}/{os.path.relpath(path, local.root)}")
+                uploads["count"] += 1
+
+    monkeypatch.setattr(pipeline_module, "upload_run", slow_upload)
     outcome = {}
     writer = threading.Thread(target=lambda: outcome.update(result=run("b")), daemon=True)
     writer.start()
