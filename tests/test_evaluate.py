@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fruits.demo_data import CLASSES, generate_demo_images
+from fruits.demo_data import CLASSES, generate_demo_images, generate_demo_training_images
 from fruits.evaluate import scores
 from fruits.layout import current_run
 from fruits.params import RunParams
 from fruits.pipeline import execute, prepare
 from fruits.projection import IncompatibleRunError, project_images
 from tests.conftest import copy_slice
+from tests.test_emr import moto  # noqa: F401  (fixture: a moto S3 server on 127.0.0.1)
 
 
 def test_scores_compute_accuracy_macro_f1_and_confusions():
@@ -87,6 +88,28 @@ def _with_seed(result, root):
         (copy / "manifest.json").write_text(json.dumps(manifest))
     return str(copy)
 
+
+
+def test_projecting_a_run_in_a_bucket_applies_its_classifier(spark, moto, tmp_path):
+    """A run published to s3:// (moto) with a training split: fruits project finds and applies its classifier."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="fruits-projection",
+                                     CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    classes = CLASSES[:3]
+    images = generate_demo_images(tmp_path / "images", per_class=6, seed=31, classes=classes)
+    train = generate_demo_training_images(images, per_class=6, seed=31, classes=classes)
+    output = "s3://fruits-projection/runs/evaluated"
+    result = execute(spark, prepare(RunParams(input_path=str(images), output_dir=output, weights="random", k=4,
+                                              train_path=str(train))))
+    labels = result.manifest["evaluation"]["labels"]
+    assert current_run(output).startswith(f"{output}/runs/") and sorted(labels) == sorted(c.name for c in classes)
+
+    document = project_images(spark, output, str(images), str(tmp_path / "projected"))
+    assert document["classifier"] is True and document["counts"]["projected"] == 3 * 6
+    rows = spark.read.parquet(current_run(str(tmp_path / "projected")) + "/projected").collect()
+    assert len(rows) == 3 * 6
+    assert all(row.predicted_label in labels and 0 < row.probability <= 1 for row in rows)
 
 @pytest.mark.slow
 def test_real_features_recognise_fruits(spark, real_images, real_weights, tmp_path):

@@ -10,16 +10,18 @@ features of different weights would silently give meaningless coordinates.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from fruits.engines import prepare_engine
 from fruits.featurize import choose_partitions, featurize_and_split
 from fruits.layout import OutputLayout, current_run, holds_run, run_layout
 from fruits.lease import Lease
 from fruits.listing import list_inputs
-from fruits.loading import read_images
+from fruits.loading import read_images, spark_can_access
 from fruits.manifest import read_json, utc_now, write_json
-from fruits.publish import (commit, complete, discard, new_run_id, pointer_token, remove_path, remove_stale_staging,
-                            staging_layout)
+from fruits.publish import (commit, complete, discard, new_run_id, path_exists, pointer_token, remove_path,
+                            remove_stale_staging, staging_layout)
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
 
 
@@ -84,6 +86,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     run_id = new_run_id()
     lease = Lease.acquire(out.root, run_id)
     staged = staging_layout(out, run_id)
+    models = run
     try:
         if holds_run(out.root) and not overwrite:
             raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
@@ -95,12 +98,14 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             batch_size=manifest["engine"]["batch_size"], threads_per_task=manifest["engine"]["threads_per_task"],
             partitions=choose_partitions(spark, len(listing.images), None),
         )
-        projected = project(PCAModel.load(run.pca_model), outcome.features)
+        models = _models_spark_can_read(spark, run)
+        projected = project(PCAModel.load(models.pca_model), outcome.features)
         labels = (manifest.get("evaluation") or {}).get("labels")
-        if labels and os.path.exists(run.classifier):
+        classified = bool(labels) and path_exists(run.classifier)
+        if classified:
             from pyspark.ml.functions import array_to_vector
 
-            classifier = LogisticRegressionModel.load(run.classifier)
+            classifier = LogisticRegressionModel.load(models.classifier)
             scored = classifier.transform(projected.withColumn(PCA_VECTOR_COL, array_to_vector("pca_features")))
             names = F.array(*[F.lit(name) for name in labels])
             projected = scored.select(
@@ -114,7 +119,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         document = {
             "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"], "projection_id": run_id,
             "input_path": listing.root, "weights": {"source": resolved.source, "sha256": resolved.sha256},
-            "engine": manifest["engine"], "k": manifest["k"], "classifier": bool(labels),
+            "engine": manifest["engine"], "k": manifest["k"], "classifier": classified,
             "counts": {"input": listing.total, "projected": count,
                        "rejected": spark.read.parquet(staged.rejected).count()},
         }
@@ -128,4 +133,26 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         raise
     finally:
         lease.release()
+        if models is not run:
+            shutil.rmtree(models.root, ignore_errors=True)
     return document
+
+
+def _models_spark_can_read(spark, run: OutputLayout) -> OutputLayout:
+    """``run`` itself, or a local copy of its ``pca_model/`` and ``classifier/`` when Spark cannot read it.
+
+    EMR's Spark reads ``s3://`` itself; a local pyspark has no S3 connector, so the
+    models of a run in a bucket are copied (fsspec) into a temporary folder first;
+    the caller removes it.
+    """
+    if spark_can_access(spark, run.root):
+        return run
+    import fsspec
+
+    local = OutputLayout(tempfile.mkdtemp(prefix="fruits-run-models-"))
+    fs, root = fsspec.core.url_to_fs(run.root)
+    for name in ("pca_model", "classifier"):
+        source = f"{root.rstrip('/')}/{name}"
+        if fs.exists(source):
+            fs.get(source, os.path.join(local.root, name), recursive=True)
+    return local
