@@ -191,7 +191,6 @@ def test_a_worker_dying_mid_run_leaves_no_duplicate_and_no_missing_row(spark, tm
 def test_incremental_run_featurizes_only_the_new_images(spark, first_run, tmp_path):
     params, result = first_run
     out, images = Path(result.prepared.layout.root), Path(params.input_path)
-    old_pca = {r.path: r.pca_features for r in spark.read.parquet(current_run(str(out)) + "/pca").collect()}
     extra = generate_demo_images(tmp_path / "extra", per_class=17, seed=11)  # 102 new images
     moved = 0
     for source in sorted(extra.glob("*/*.jpg"))[:100]:
@@ -205,20 +204,35 @@ def test_incremental_run_featurizes_only_the_new_images(spark, first_run, tmp_pa
     assert manifest["counts"]["featurized"] == 124
     assert manifest["incremental"]["carried_over"] == 24 and manifest["mode"] == "incremental"
     assert manifest["pca_fit"] == "refit"
+    refit = pca_by_path(spark, current_run(str(out)))
 
     same = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "incremental", "pca": "reuse"})))
     assert same.manifest["counts"]["featurized_this_run"] == 0
     assert same.manifest["pca_fit"] == "reused"
-    rows = {r.path: r.pca_features for r in spark.read.parquet(current_run(str(out)) + "/pca").collect()}
-    assert len(rows) == 124
+    rows = pca_by_path(spark, current_run(str(out)))
+    assert_same_pca(rows, refit, expected_rows=124)
 
     first = sorted(images.glob("Synthetic Kiwi/*.jpg"))[0]
     first.unlink()
     shrunk = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "incremental", "pca": "reuse"})))
     assert shrunk.manifest["incremental"]["removed_since_previous"] == 1
     assert shrunk.manifest["counts"]["featurized"] == 123
-    assert old_pca  # first run's PCA existed; the reused model keeps k
     assert shrunk.manifest["k"] == result.manifest["k"]
+    rows = pca_by_path(spark, current_run(str(out)))
+    (removed,) = refit.keys() - rows.keys()
+    assert removed.endswith(f"/{first.parent.name}/{first.name}"), removed
+    assert_same_pca(rows, {path: refit[path] for path in rows}, expected_rows=123)
+
+
+def pca_by_path(spark, run: str) -> dict[str, np.ndarray]:
+    return {r.path: np.asarray(r.pca_features, dtype=np.float64) for r in spark.read.parquet(run + "/pca").collect()}
+
+
+def assert_same_pca(rows: dict, earlier: dict, *, expected_rows: int) -> None:
+    """Under ``pca reuse`` every earlier row keeps its PCA features: same paths, same numbers."""
+    assert len(rows) == expected_rows and rows.keys() == earlier.keys()
+    for path, features in earlier.items():
+        np.testing.assert_allclose(rows[path], features, rtol=0, atol=1e-6, err_msg=path)
 
 
 def test_incremental_refuses_other_weights(first_run):
