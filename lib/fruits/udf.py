@@ -121,9 +121,11 @@ def make_feature_udf(
 
     Examples
     --------
+    Building the UDF needs an active SparkSession (skipped where doctests run without one):
+
     >>> from fruits.models import random_projection_predictor
-    >>> udf = make_feature_udf(random_projection_predictor, cache_key="demo", batch_size=8)
-    >>> # df.select(udf("content").alias("result"))
+    >>> udf = make_feature_udf(random_projection_predictor, cache_key="demo", batch_size=8)  # doctest: +SKIP
+    >>> df.select(udf("content").alias("result"))  # doctest: +SKIP
     """
     from pyspark.sql.functions import pandas_udf
 
