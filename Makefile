@@ -33,6 +33,9 @@ demo: env ## Run the pipeline on generated synthetic images and write the HTML r
 test: env browser ## Run the test suite (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
 	$(BIN)/python -m pytest
 
+test-fast: env ## Run the plumbing tests and doctests only (no Spark, no real data; make test runs all)
+	$(BIN)/python -m pytest -m "not slow and not spark"
+
 browser: $(CHROMIUM) ## Install Chromium from Debian's packages for the report's browser test (skipped when present)
 
 # Playwright drives Debian's Chromium (its own browser download is not used). Root or
@@ -66,4 +69,4 @@ lock: env ## Re-pin requirements/constraints.txt from .venv (with the lab extra 
 clean: ## Remove generated data, outputs and the environment
 	rm -rf $(VENV) output data .pytest_cache
 
-.PHONY: help env browser demo test lab livy sync-notebooks lock clean
+.PHONY: help env browser demo test test-fast lab livy sync-notebooks lock clean

@@ -52,6 +52,13 @@ def real_images() -> Path:
     return root
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that needs the session (directly or through a fixture) is marked ``spark``."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A local[2] session shared by the whole test run, stopped at the end."""

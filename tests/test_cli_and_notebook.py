@@ -35,6 +35,7 @@ def test_unknown_parameter_is_refused(tmp_path):
     assert result.returncode == 2 and "unknown parameter 'colour'" in result.stderr
 
 
+@pytest.mark.spark
 def test_failing_cell_exits_non_zero_with_cell_and_error(tmp_path):
     result = fruits("run", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out"), "--quiet")
     assert result.returncode == 1
@@ -50,6 +51,7 @@ def _assert_report(report: Path, *, figures: int):
     return html
 
 
+@pytest.mark.spark
 def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp_path):
     out = tmp_path / "out"
     result = fruits(

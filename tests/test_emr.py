@@ -170,6 +170,7 @@ def test_create_status_terminate_against_moto(moto):
     assert fruits("emr", "terminate", "--cluster-id", cluster_id).returncode == 0
 
 
+@pytest.mark.spark
 def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
     """Local Spark has no S3 connector: the library lists, reads and publishes through s3fs."""
     import boto3

@@ -227,6 +227,7 @@ def _driver(command: list[str], *, folder: Path, name: str, timeout: float, env_
     return code, log.read_text(errors="replace"), time.monotonic() - start
 
 
+@pytest.mark.spark
 def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster, tmp_path):
     images = generate_demo_images(tmp_path / "images", per_class=4, seed=3)
     out = tmp_path / "out"
@@ -258,6 +259,7 @@ LOOPBACK_DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("conf, cause", [
     (["spark.driver.host=127.0.0.1"], "the driver advertises the loopback address 127.0.0.1:"),
     (["spark.executor.memory=8g"], "the cluster has no free resources for an executor (spark.executor.memory=8g"),

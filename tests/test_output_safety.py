@@ -263,6 +263,7 @@ CONCURRENT_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.spark
 def test_two_concurrent_runs_into_one_output_one_writes_the_other_refuses_naming_it(place, tmp_path):
     images = generate_demo_images(tmp_path / "images", per_class=4, seed=7)
     gate = str(tmp_path / "gate")

@@ -337,6 +337,7 @@ def check_report(browser, report: Path, tmp_path: Path) -> dict:
     return met
 
 
+@pytest.mark.spark
 def test_demo_report_offline_in_chromium(browser, tmp_path):
     """``make demo``'s report: synthetic data said first, every section shown, the evaluation included."""
     out = tmp_path / "demo"
