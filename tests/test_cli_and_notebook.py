@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fruits.demo_data import CLASSES, DEMO_PER_CLASS
 from fruits.layout import current_run
 from tests.conftest import copy_slice
 
@@ -63,10 +64,10 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp
     run = Path(current_run(str(out)))
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["demo"] is True and manifest["weights"]["random"] is True
-    assert manifest["counts"]["featurized"] == 180 and manifest["k"] == 10
+    assert manifest["counts"]["featurized"] == len(CLASSES) * DEMO_PER_CLASS and manifest["k"] == 10
     for name in ("features", "pca", "pca_model", "rejected", "notebook.ipynb"):
         assert (run / name).exists(), name
-    assert manifest["evaluation"]["classes_scored"] == 6, "the demo scores its features on its synthetic training split"
+    assert manifest["evaluation"]["classes_scored"] == len(CLASSES), "the demo scores its features on its synthetic training split"
     html = _assert_report(run / "report.html", figures=9)
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
     assert "RANDOM weights: these scores say" in html

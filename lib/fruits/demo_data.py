@@ -25,6 +25,9 @@ MARKER = "SYNTHETIC-DATA.txt"
 
 IMAGE_SIDE = 100
 
+#: Images per class of the demo set (``fruits run`` without an input), for each of :data:`CLASSES`.
+DEMO_PER_CLASS = 30
+
 #: Seed offset of the training split: its pictures differ from the run's own.
 TRAINING_SEED_OFFSET = 1_000
 
@@ -95,7 +98,7 @@ def _shaded_ellipse(draw, centre, radius, aspect, colour, light, rng) -> None:
 
 
 def generate_demo_images(
-    target: Path, *, per_class: int = 30, seed: int = 0, classes: tuple[FruitStyle, ...] = CLASSES
+    target: Path, *, per_class: int = DEMO_PER_CLASS, seed: int = 0, classes: tuple[FruitStyle, ...] = CLASSES
 ) -> Path:
     """Write ``per_class`` JPEGs for each synthetic class under ``target/<class>/``.
 
