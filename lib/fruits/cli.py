@@ -174,7 +174,10 @@ def _refuse_a_busy_output(output_dir: str) -> None:
     """Refuse before any kernel starts if a live run holds the output's lease (the run itself checks again)."""
     from fruits.lease import OutputBusy, describe, holder, stale_reason
 
-    other = holder(output_dir) if "://" in output_dir or os.path.isdir(output_dir) else None
+    try:
+        other = holder(output_dir) if "://" in output_dir or os.path.isdir(output_dir) else None
+    except OSError:  # an unreachable bucket: the run's own checks say so, with the parameter's name
+        return
     if other is not None and stale_reason(other) is None:
         raise OutputBusy(f"output_dir {output_dir!r} is being written by another run: {describe(other)}. "
                          "Wait for it to finish, or choose another output_dir.")
