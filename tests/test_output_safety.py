@@ -375,3 +375,14 @@ def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark
     assert pointer["runs"] == [second.manifest["run_id"], first.manifest["run_id"]]
     assert _listing(f"{output}/runs") == set(pointer["runs"])
     assert not [name for name in _listing(output) if name not in ("current.json", "runs")]
+
+
+def test_fruits_run_refuses_a_busy_output_before_any_kernel(tmp_path):
+    out = tmp_path / "out"
+    _foreign_lease(str(out), expires_in=120)
+    result = subprocess.run([sys.executable, "-m", "fruits.cli", "run", "--output", str(out), "-p", "weights",
+                             "random"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: output_dir" in result.stderr and "is being written by another run: run elsewhere-1 on host " \
+           "some-other-host (pid 4242), started 2024-01-31T12:00:00+00:00" in result.stderr
+    assert "Executing notebook" not in result.stderr and sorted(p.name for p in out.iterdir()) == [".lease.json"]
