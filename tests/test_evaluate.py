@@ -60,8 +60,10 @@ def test_projection_reproduces_the_runs_pca_features_and_predicts(spark, evaluat
         (new / folder).mkdir(parents=True)
         for image in sorted((source / folder).iterdir())[:2]:
             shutil.copy2(image, new / folder / image.name)
-    document = project_images(spark, result.layout.root, str(new), str(root / "projected"))
+    # The output folder: the projection resolves its current run through current.json.
+    document = project_images(spark, result.prepared.layout.root, str(new), str(root / "projected"))
     assert document["counts"] == {"input": 4, "projected": 4, "rejected": 0}
+    assert document["run"] == result.layout.root
     run_pca = {Path(r.path).name + r.label: np.array(r.pca_features)
                for r in spark.read.parquet(result.layout.pca).collect()}
     rows = spark.read.parquet(current_run(str(root / "projected")) + "/projected").collect()
