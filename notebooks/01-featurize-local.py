@@ -26,7 +26,7 @@
 
 # %% tags=["parameters"]
 input_path = None  # folder of class sub-folders (local or s3://); None: generated synthetic demo images
-output_dir = "output/demo"  # receives features/, pca/, pca_model/, rejected/, manifest.json
+output_dir = "output/demo"  # receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json
 weights = None  # "imagenet", a Keras .h5 path, "random"; None: FRUITS_WEIGHTS, then Keras' cache
 k = 50  # PCA components kept
 variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)

@@ -34,7 +34,7 @@
 
 # %% tags=["parameters"]
 input_path = "s3://my-fruits-bucket/fruits/Test"  # S3 folder of class sub-folders
-output_dir = "s3://my-fruits-bucket/fruits/runs/test"  # receives features/, pca/, pca_model/, rejected/, manifest.json
+output_dir = "s3://my-fruits-bucket/fruits/runs/test"  # receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json
 weights = "imagenet"  # "imagenet" (Keras downloads it on the driver), or an s3:// path to a .h5 file
 k = 50  # PCA components kept
 variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
