@@ -243,6 +243,49 @@ def executor_wait_seconds(value: float | None = None, *, environ: Mapping[str, s
     return seconds
 
 
+#: Where EMR installs Spark; its PySpark is in ``python/`` and py4j in a zip beside it.
+EMR_SPARK_HOME = "/usr/lib/spark"
+
+
+def spark_python_paths(spark_home: str) -> list[str]:
+    """The entries a Python needs on ``sys.path`` to import a Spark installation's own PySpark.
+
+    EMR ships PySpark inside Spark (``/usr/lib/spark/python`` and
+    ``python/lib/py4j-*-src.zip``), not in any interpreter's site-packages, and the
+    bootstrap must not pip-install another one.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``spark_home`` holds no ``python/pyspark`` or no py4j zip.
+    """
+    import glob
+
+    python = os.path.join(spark_home, "python")
+    zips = sorted(glob.glob(os.path.join(python, "lib", "py4j-*-src.zip")))
+    if not os.path.isdir(os.path.join(python, "pyspark")) or not zips:
+        raise FileNotFoundError(f"no PySpark in {spark_home} (expected python/pyspark and python/lib/py4j-*-src.zip)")
+    return [python, zips[-1]]
+
+
+def use_installed_spark() -> None:
+    """Make ``import pyspark`` work with the machine's Spark (EMR) when no pyspark package is installed.
+
+    Uses ``SPARK_HOME``, else :data:`EMR_SPARK_HOME` when it exists; does nothing when
+    pyspark is importable already (the local environment's wheel).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is not None:
+        return
+    home = os.environ.get("SPARK_HOME") or (EMR_SPARK_HOME if os.path.isdir(EMR_SPARK_HOME) else None)
+    if home is None:
+        raise ModuleNotFoundError("pyspark is not installed and no Spark installation was found "
+                                  f"(set SPARK_HOME; EMR's is {EMR_SPARK_HOME})")
+    os.environ.setdefault("SPARK_HOME", home)
+    sys.path[:0] = [p for p in spark_python_paths(home) if p not in sys.path]
+
+
 def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_memory: str = "4g",
                 conf: Mapping[str, str] | None = None, executor_wait: float | None = None):
     """Return a ``SparkSession`` configured for featurization, for any master.
@@ -284,6 +327,7 @@ def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_me
     # whatever `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    use_installed_spark()
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
