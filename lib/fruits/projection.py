@@ -82,7 +82,9 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     if holds_run(out.root) and not overwrite:
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
     listing = list_inputs(input_path)
-    engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"])
+    # An int8 run is re-quantized on the very calibration images it recorded, so the graph is the run's.
+    engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"],
+                            calibration=manifest["engine"].get("calibration"))
     run_id = new_run_id()
     lease = Lease.acquire(out.root, run_id)
     staged = staging_layout(out, run_id)
