@@ -43,7 +43,13 @@ def moto(tmp_path_factory):
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
                        "FSSPEC_S3_ENDPOINT_URL": endpoint})
+    # fsspec keeps one S3FileSystem per set of arguments for the whole process: one made for an
+    # earlier module's server (same arguments, endpoint from the environment) would be reused.
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
     yield endpoint
+    s3fs.S3FileSystem.clear_instance_cache()
     server.terminate()
     server.wait(timeout=10)
     for key, value in saved.items():

@@ -95,6 +95,11 @@ RACER = textwrap.dedent("""
         print("WON", lease.run_id, flush=True)
     except OutputBusy as exc:
         print("REFUSED", exc, flush=True)
+    # Stay alive until every racer has answered: a winner that exited would leave a lease
+    # whose process is gone, which the next racer rightly takes over.
+    deadline = time.time() + 120
+    while not os.path.exists(sys.argv[4]) and time.time() < deadline:
+        time.sleep(0.01)
 """)
 
 
@@ -102,7 +107,8 @@ def test_of_several_runs_taking_a_lease_at_once_exactly_one_wins(place, tmp_path
     racers = []
     for index in range(4):
         ready = tmp_path / f"ready-{index}"
-        racers.append((subprocess.Popen([sys.executable, "-c", RACER, place, str(tmp_path / "go"), str(ready)],
+        racers.append((subprocess.Popen([sys.executable, "-c", RACER, place, str(tmp_path / "go"), str(ready),
+                                         str(tmp_path / "done")],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT), ready))
     try:
         deadline = time.time() + 120
@@ -110,7 +116,12 @@ def test_of_several_runs_taking_a_lease_at_once_exactly_one_wins(place, tmp_path
             assert time.time() < deadline, "racers did not start"
             time.sleep(0.05)
         (tmp_path / "go").touch()
-        outputs = [process.communicate(timeout=120) for process, _ in racers]
+        answers = [process.stdout.readline() for process, _ in racers]  # each racer answers, then waits
+        (tmp_path / "done").touch()
+        outputs = []
+        for answer, (process, _) in zip(answers, racers):
+            rest, errors = process.communicate(timeout=120)
+            outputs.append((answer + rest, errors))
     finally:
         for process, _ in racers:
             if process.poll() is None:
