@@ -86,3 +86,47 @@ def absolute_location(path: str) -> str:
     's3://bucket/run'
     """
     return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+def positive_seconds(value, *, name: str, variable: str, default: float, environ=None) -> float:
+    """A duration setting: ``value`` if given, else ``$variable``, else ``default``.
+
+    Raises
+    ------
+    ValueError
+        Not a positive number, naming where it came from (``name`` or ``variable``).
+
+    Examples
+    --------
+    >>> positive_seconds(None, name="wait", variable="X_WAIT", default=120.0, environ={"X_WAIT": "30"})
+    30.0
+    """
+    environ = os.environ if environ is None else environ
+    source, raw = (name, value) if value is not None else (variable, environ.get(variable))
+    if raw is None or raw == "":
+        return default
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError(f"{source} must be a positive number of seconds, got {raw!r}")
+    return seconds
+
+
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, then rename); a read-only cache is not an error.
+
+    Caches (converted and quantized graphs) only save work: failing to write one costs the
+    work again next time, never the run.
+    """
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            handle.write(data)
+        os.replace(handle.name, path)
+    except OSError:
+        pass
+

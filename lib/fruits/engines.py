@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import tempfile
 
 from fruits import config, onnx_int8
 from fruits.models import (
@@ -98,13 +96,7 @@ def cached_onnx(weights: ResolvedWeights, *, input_size: int) -> bytes:
     if path.is_file():
         return path.read_bytes()
     graph = keras_to_onnx(weights.arrays, input_size=input_size)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
-            handle.write(graph)
-        os.replace(handle.name, path)
-    except OSError:
-        pass  # a read-only home only costs a conversion next time
+    config.write_cache_file(path, graph)  # a read-only home only costs a conversion next time
     return graph
 
 

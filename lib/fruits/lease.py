@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 
-from fruits import atomic
+from fruits import atomic, config
 
 LEASE_NAME = ".lease.json"
 DEFAULT_LEASE_SECONDS = 300.0
@@ -64,16 +64,7 @@ def lease_seconds(value: float | None = None) -> float:
     ValueError
         Not a positive number, naming where it came from.
     """
-    source, raw = ("ttl", value) if value is not None else (LEASE_VARIABLE, os.environ.get(LEASE_VARIABLE))
-    if raw is None or raw == "":
-        return DEFAULT_LEASE_SECONDS
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0:
-        raise ValueError(f"{source} must be a positive number of seconds, got {raw!r}")
-    return seconds
+    return config.positive_seconds(value, name="ttl", variable=LEASE_VARIABLE, default=DEFAULT_LEASE_SECONDS)
 
 
 def holder(output_dir: str) -> dict | None:

@@ -195,13 +195,7 @@ def cached_int8(weights_sha256: str, fp32_graph: Callable[[], bytes], calibratio
     if path.is_file():
         return path.read_bytes(), calibration
     graph = quantize(fp32_graph(), pixels)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
-            handle.write(graph)
-        os.replace(handle.name, path)
-    except OSError:
-        pass  # a read-only home only costs a quantization next time
+    config.write_cache_file(path, graph)  # a read-only home only costs a quantization next time
     return graph, calibration
 
 

@@ -230,17 +230,10 @@ def executor_wait_seconds(value: float | None = None, *, environ: Mapping[str, s
     ValueError
         Not a positive number, naming where it came from.
     """
-    environ = os.environ if environ is None else environ
-    source, raw = ("executor_wait", value) if value is not None else (EXECUTOR_WAIT_VARIABLE, environ.get(EXECUTOR_WAIT_VARIABLE))
-    if raw is None or raw == "":
-        return DEFAULT_EXECUTOR_WAIT_SECONDS
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0:
-        raise ValueError(f"{source} must be a positive number of seconds, got {raw!r}")
-    return seconds
+    from fruits import config
+
+    return config.positive_seconds(value, name="executor_wait", variable=EXECUTOR_WAIT_VARIABLE,
+                                   default=DEFAULT_EXECUTOR_WAIT_SECONDS, environ=environ)
 
 
 #: Where EMR installs Spark; its PySpark is in ``python/`` and py4j in a zip beside it.
