@@ -8,7 +8,12 @@ location fails instead, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +90,53 @@ def copy_slice(source: Path, target: Path, *, classes: int, per_class: int) -> P
         for image in sorted(folder.iterdir())[:per_class]:
             shutil.copy2(image, destination / image.name)
     return target
+
+
+#: What a moto server puts in ``os.environ`` (and its stop restores).
+_MOTO_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                  "AWS_SESSION_TOKEN", "AWS_PROFILE", "FSSPEC_S3_ENDPOINT_URL")
+
+
+@contextlib.contextmanager
+def moto_server(**server_env):
+    """moto's server on loopback with throwaway credentials in ``os.environ``; stopped and restored after.
+
+    fsspec keeps one S3FileSystem per set of arguments for the whole process, and the
+    endpoint comes from the environment: its cache is cleared on start and stop, so a
+    filesystem made for an earlier server is never reused against this one.
+    """
+    import s3fs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **server_env})
+    saved = {key: os.environ.get(key) for key in _MOTO_ENV_KEYS}
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "moto server did not start"
+                time.sleep(0.2)
+        for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            os.environ.pop(key, None)
+        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
+                           "FSSPEC_S3_ENDPOINT_URL": endpoint})
+        s3fs.S3FileSystem.clear_instance_cache()
+        yield endpoint
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.terminate()
+        server.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+

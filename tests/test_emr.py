@@ -4,59 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import moto_server
 
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "fruits-test-bucket"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """moto's server on loopback, with throwaway credentials in the environment; stopped at the end."""
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
-                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.time() < deadline and server.poll() is None, "moto server did not start"
-            time.sleep(0.2)
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION", "FSSPEC_S3_ENDPOINT_URL")}
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
-                       "FSSPEC_S3_ENDPOINT_URL": endpoint})
-    # fsspec keeps one S3FileSystem per set of arguments for the whole process: one made for an
-    # earlier module's server (same arguments, endpoint from the environment) would be reused.
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield endpoint
-    s3fs.S3FileSystem.clear_instance_cache()
-    server.terminate()
-    server.wait(timeout=10)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def fruits(*args, env=None):

@@ -7,60 +7,21 @@ only the project's instance role, the caller policy passes exactly the two roles
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fruits import emr_setup
+from tests.conftest import moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "fruits-setup-bucket"
 MOTO_ACCOUNT = "123456789012"  # moto's default account id
-_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-             "AWS_SESSION_TOKEN", "AWS_PROFILE")
-
-
-@contextlib.contextmanager
-def moto_server(**server_env):
-    """moto's server on loopback with throwaway credentials in ``os.environ``; stopped and restored after."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **server_env})
-    saved = {key: os.environ.get(key) for key in _ENV_KEYS}
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "moto server did not start"
-                time.sleep(0.2)
-        for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-            os.environ.pop(key, None)
-        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3"})
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def reset(endpoint: str) -> None:
     """Empty every moto backend, so a test starts from a fresh account."""
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).read()
