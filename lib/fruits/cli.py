@@ -208,10 +208,13 @@ def _prepare_livy(url: str, scratch: str) -> str:
         The PySpark kernel is not registered, or nothing answers at ``url``.
     """
     from fruits.livy import client
+    from fruits.livy.rest import LivyClient, LivyError
 
     client.check_kernel()
-    if not client.livy_is_up(url):
-        raise RuntimeError(f"no Livy server answers at {url} (GET {url.rstrip('/')}/sessions)")
+    try:
+        LivyClient(url, request_timeout=5.0).ping()
+    except LivyError as exc:
+        raise RuntimeError(f"no Livy server answers at {url} (GET {url.rstrip('/')}/sessions): {exc}") from None
     # The kernel is a child of papermill: it inherits this environment.
     os.environ.update(client.sparkmagic_environment(os.path.join(scratch, "sparkmagic"), url))
     return client.KERNEL_NAME

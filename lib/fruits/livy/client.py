@@ -60,14 +60,3 @@ def check_kernel() -> None:
         raise RuntimeError(
             f"the Jupyter kernel {KERNEL_NAME!r} (sparkmagic) is not registered for this Python: run "
             "`make env` (the bootstrap action does it on EMR)")
-
-
-def livy_is_up(url: str, *, timeout: float = 5.0) -> bool:
-    """True when ``GET {url}/sessions`` answers (a bounded check before a run starts)."""
-    import requests
-
-    try:
-        return requests.get(url.rstrip("/") + "/sessions", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
-
