@@ -50,7 +50,7 @@ driver_memory = "4g"  # local Spark JVM heap
 # %%
 from fruits import explore, plots
 from fruits.params import RunParams
-from fruits.pipeline import execute, prepare
+from fruits.run import execute, prepare
 from fruits.report import (confusion_figure, evaluation_figure, per_class_figure, register_matplot_magic,
                            show_banners, show_evaluation, show_table, summary_table)
 

@@ -56,7 +56,7 @@ seed = 0  # random weights and sample images
 # %%
 from fruits import explore, plots
 from fruits.params import RunParams
-from fruits.pipeline import execute, prepare
+from fruits.run import execute, prepare
 from fruits.report import (confusion_figure, evaluation_figure, per_class_figure, register_matplot_magic,
                            show_banners, show_evaluation, show_table, summary_table)
 

@@ -11,8 +11,8 @@ from fruits.demo_data import CLASSES, generate_demo_images, generate_demo_traini
 from fruits.evaluate import scores
 from fruits.layout import current_run
 from fruits.params import RunParams
-from fruits.pipeline import execute, prepare
-from fruits.projection import IncompatibleRunError, project_images
+from fruits.run import execute, prepare
+from fruits.run.projection import IncompatibleRunError, project_images
 from tests.conftest import copy_slice
 from tests.test_emr import moto  # noqa: F401  (fixture: a moto S3 server on 127.0.0.1)
 
@@ -123,3 +123,86 @@ def test_real_features_recognise_fruits(spark, real_images, real_weights, tmp_pa
     evaluation = execute(spark, prepare(params)).manifest["evaluation"]
     assert evaluation["classes_scored"] == 8 and evaluation["test_images_scored"] == 120
     assert evaluation["accuracy"] >= 0.9, evaluation["sweep"]
+
+
+def _labelled_features(spark, tmp_path, *, per_class: dict[str, tuple[int, int]], seed: int = 5):
+    """Train and test Parquet sets of 1280-wide features: overlapping classes in a 40-factor subspace.
+
+    ``per_class`` maps a label to its (train, test) image counts. The factors have
+    distinct power-law scales (as MobileNetV2's features), so each leading component is
+    well defined, and the classes overlap enough that the accuracy moves with k.
+    """
+    from fruits.params import FEATURE_DIM
+
+    rng = np.random.default_rng(seed)
+    factors = 40
+    scales = 1.0 / np.arange(1, factors + 1) ** 0.8
+    loadings = rng.standard_normal((factors, FEATURE_DIM)) * 0.3
+    frames = {"train": [], "test": []}
+    for label, counts in per_class.items():
+        centre = rng.standard_normal(factors) * scales * 0.7
+        for split, count in zip(("train", "test"), counts):
+            latent = centre + rng.standard_normal((count, factors)) * scales
+            rows = np.maximum(0.4 + latent @ loadings + 0.05 * rng.standard_normal((count, FEATURE_DIM)), 0)
+            frames[split] += [(f"/{split}/{label}/{i}.jpg", label, row.astype(np.float32).tolist())
+                              for i, row in enumerate(rows)]
+    paths = {}
+    for split, rows in frames.items():
+        paths[split] = str(tmp_path / split)
+        spark.createDataFrame(rows, "path string, label string, features array<float>") \
+            .repartition(3).write.parquet(paths[split])
+    return spark.read.parquet(paths["train"]), spark.read.parquet(paths["test"])
+
+
+@pytest.mark.parametrize("test_only_class", [False, True], ids=["run-components", "one-pass-on-scored"])
+def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, test_only_class):
+    """The sweep builds each k from one decomposition; the former way fitted Spark ML PCA per k.
+
+    Without test-only classes the run's own components are used; with one, the scored
+    images are a subset of the run's and their components come from one pass. Either
+    way: the projections equal Spark ML's ``PCA(k).fit`` on the scored images (1e-6, up
+    to sign) and every k's accuracy and macro-F1 equal those of the classifier on them.
+    """
+    from pyspark.ml.feature import PCA, StringIndexer
+    from pyspark.sql import functions as F
+
+    from fruits.evaluate import LABEL_INDEX, _fit_and_score, evaluate
+    from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, fit_pca, with_vectors
+
+    classes = {f"c{i}": (40, 30) for i in range(6)}
+    if test_only_class:
+        classes["only-in-test"] = (0, 30)
+    train_df, test_df = _labelled_features(spark, tmp_path, per_class=classes)
+    run = fit_pca(test_df, k=3)  # as a run fits its PCA: on all of its images
+    k_sweep = (2, 5, 12)
+    result = evaluate(train_df, test_df, run.model, spectrum=run.spectrum, components=run.components,
+                      k_sweep=k_sweep)
+    assert result.metrics["test_images_not_scored"] == (30 if test_only_class else 0)
+
+    common = sorted(f"c{i}" for i in range(6))
+    indexer = StringIndexer(inputCol="label", outputCol=LABEL_INDEX, stringOrderType="alphabetAsc") \
+        .fit(train_df.where(F.col("label").isin(common)))
+    train, test = (with_vectors(indexer.transform(frame.where(F.col("label").isin(common))))
+                   for frame in (train_df, test_df))
+    ours = {row["k"]: row for row in result.metrics["sweep"]}
+    assert sorted(ours) == [2, 3, 5, 12, 1280]
+    test_vectors = np.array([row[VECTOR_COL].toArray() for row in test.select(VECTOR_COL).collect()])
+    for k in k_sweep:
+        reference = PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(test)
+        _, expected = _fit_and_score(reference.transform(train), reference.transform(test), PCA_VECTOR_COL,
+                                     result.labels, 0)
+        assert (ours[k]["accuracy"], ours[k]["macro_f1"]) == (expected["accuracy"], expected["macro_f1"]), k
+        # The components the sweep used for k: those of the run, or of one pass over the scored images.
+        used = run.components if not test_only_class else _scored_components(test)
+        signs = np.sign((used[:, :k] * reference.pc.toArray()).sum(axis=0))
+        np.testing.assert_allclose(test_vectors @ used[:, :k] * signs, test_vectors @ reference.pc.toArray(),
+                                   rtol=0, atol=1e-6)
+    # The run's own components are not those of the scored subset: using them there would change the scores' basis.
+    if test_only_class:
+        assert np.abs(np.abs((run.components[:, :12] * _scored_components(test)[:, :12]).sum(axis=0)) - 1).max() > 1e-6
+
+
+def _scored_components(scored):
+    from fruits.reduce import decompose
+
+    return decompose(scored)[1]

@@ -247,7 +247,7 @@ CONCURRENT_RUN = textwrap.dedent("""
     import json, os, sys, time
     import fruits.udf
     from fruits.params import RunParams
-    from fruits.pipeline import execute, prepare
+    from fruits.run import execute, prepare
 
     original = fruits.udf.featurize_contents
     stall = float(sys.argv[4])
@@ -329,9 +329,9 @@ def _features_paths(run: str) -> frozenset:
 def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark, moto, tmp_path, monkeypatch):
     import boto3
 
-    from fruits import pipeline as pipeline_module
+    from fruits.run import execute as pipeline_module
     from fruits.params import RunParams
-    from fruits.pipeline import execute, prepare
+    from fruits.run import execute, prepare
 
     bucket = f"fruits-reader-{os.getpid()}"
     boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration=REGION)

@@ -6,7 +6,7 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from fruits.layout import OutputLayout
 from fruits.params import RunParams
-from fruits.pipeline import execute, prepare
+from fruits.run import execute, prepare
 
 FEATURES_SCHEMA = StructType([
     StructField("path", StringType()), StructField("label", StringType()),

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits import pipeline as pipeline_module
+from fruits.run import steps as run_steps
 from fruits.demo_data import generate_demo_images
 from fruits.layout import current_run
 from fruits.listing import UNLABELLED
 from fruits.params import RunParams
-from fruits.pipeline import execute, prepare
+from fruits.run import execute, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_failed_run_leaves_previous_results_intact(spark, first_run, monkeypatch
     def broken_pca(*args, **kwargs):
         raise RuntimeError("simulated failure after featurization")
 
-    monkeypatch.setattr(pipeline_module, "fit_pca", broken_pca)
+    monkeypatch.setattr(run_steps, "fit_pca", broken_pca)
     again = RunParams(**{**params.to_dict(), "mode": "overwrite", "seed": 9})
     with pytest.raises(RuntimeError, match="simulated failure"):
         execute(spark, prepare(again))
@@ -115,7 +115,7 @@ INTERRUPTED_RUN = textwrap.dedent("""
     import sys, time
     import fruits.udf
     from fruits.params import RunParams
-    from fruits.pipeline import execute, prepare
+    from fruits.run import execute, prepare
     from fruits.session import local_spark
 
     def stalled(*args, **kwargs):
@@ -155,7 +155,7 @@ WORKER_KILLED_ONCE = textwrap.dedent("""
     import json, os, sys
     import fruits.udf
     from fruits.params import RunParams
-    from fruits.pipeline import execute, prepare
+    from fruits.run import execute, prepare
     from fruits.session import local_spark
 
     original = fruits.udf.featurize_contents

@@ -223,7 +223,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 def project_command_line(args) -> int:
     from fruits.lease import OutputBusy
     from fruits.listing import InputError
-    from fruits.projection import project_images
+    from fruits.run.projection import project_images
     from fruits.session import local_spark
     from fruits.weights import MissingWeightsError
 
@@ -275,7 +275,7 @@ def _deliver(local: str, target: str) -> None:
 
 def _banners(layout: OutputLayout) -> list[str]:
     """Repeat the run's warnings (synthetic data, random weights) where a console user looks last."""
-    from fruits.manifest import read_json
+    from fruits.run.manifest import read_json
     from fruits.weights import RANDOM_WARNING
 
     manifest = read_json(layout.manifest)

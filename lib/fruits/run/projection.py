@@ -19,7 +19,7 @@ from fruits.layout import OutputLayout, current_run, holds_run, run_layout
 from fruits.lease import Lease
 from fruits.listing import list_inputs
 from fruits.loading import read_images, spark_can_access
-from fruits.manifest import read_json, utc_now, write_json
+from fruits.run.manifest import read_json, utc_now, write_json
 from fruits.publish import (commit, complete, discard, new_run_id, path_exists, pointer_token, remove_path,
                             remove_stale_staging, staging_layout)
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
