@@ -178,8 +178,18 @@ def copy(source: str, target: str) -> None:
             os.makedirs(os.path.dirname(os.path.abspath(target_local)), exist_ok=True)
             fs.get_file(fs_source, target_local)
         return
-    with open(source, "rb") as reader, open(target, "wb") as writer:  # remote to remote: files only
-        shutil.copyfileobj(reader, writer)
+    target_fs, fs_target = filesystem(target)
+    if type(target_fs) is type(fs):  # one store: its own copy (server side on S3)
+        fs.copy(fs_source, fs_target, recursive=True)
+        target_fs.invalidate_cache()
+        return
+    files = fs.find(fs_source) if fs.isdir(fs_source) else [fs_source]
+    for path in files:  # two stores: stream each file through this machine
+        relative = path[len(fs_source.rstrip("/")):].lstrip("/")
+        with fs.open(path, "rb") as reader, target_fs.open(
+                f"{fs_target.rstrip('/')}/{relative}" if relative else fs_target, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+    target_fs.invalidate_cache()
 
 
 def deliver(local_file: str, target: str) -> None:
