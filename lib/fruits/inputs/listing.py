@@ -1,0 +1,299 @@
+"""List what the user gave: cheap checks on the driver, the listing itself on the executors.
+
+Spark's file sources silently skip names that start with ``.`` or ``_`` and never
+hand a 0-byte file to a task; neither tells the user what it left out. So the run
+lists the input itself, in two steps:
+
+:func:`check_input` (driver, before Spark)
+    the input exists, is a folder and is not empty, or :class:`InputError` with the
+    reason; it lists the top level only, so the driver's cost is the number of class
+    folders, not the number of images.
+:func:`list_files` (executors)
+    one Spark task per group of top-level folders walks them with fsspec in the
+    Python workers and returns one row per file (:data:`LISTING_SCHEMA`): path, size,
+    modified, label, and the reason the file is skipped (``null`` for an image). The
+    rows are written once, as Parquet, into the run's scratch folder: every count of
+    the run reconciles against that one snapshot, and the driver only ever collects
+    aggregates (images per label).
+
+Why fsspec in the Python workers rather than Hadoop's ``FileSystem``: a Python
+worker cannot call the JVM, so a Hadoop listing would run on the driver's JVM (or
+Spark's own file index, which brings every file status back to the driver and drops
+hidden and empty files without a word). fsspec lists local folders and ``s3://``
+(s3fs, boto3's credential chain: the instance profile on EMR) the same way, whether
+or not Spark has an S3 connector, and reports every file, hidden or empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from typing import Iterator
+
+#: File extensions (lower-cased) that are read as images.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+#: Label given to images that sit directly in the input folder, outside any class folder.
+UNLABELLED = "unlabelled"
+
+#: One row per file given: ``reason`` is ``null`` for an image, else why it is skipped.
+LISTING_SCHEMA = "path string, size long, modified double, label string, reason string"
+
+#: Reasons a listed file is not read (the text before ``:`` groups ``rejected_by_reason``).
+HIDDEN = "hidden or system file (name starts with '.' or '_')"
+NOT_AN_IMAGE = f"not an image file name (expected {', '.join(IMAGE_EXTENSIONS)})"
+EMPTY = "empty file (0 bytes)"
+
+#: Rows per pandas frame a listing task hands back to Spark: bounds a worker's memory.
+_ROWS_PER_FRAME = 10_000
+
+
+class InputError(ValueError):
+    """The input location is missing, unreachable or holds no images."""
+
+
+def label_for(path: str, root: str) -> str:
+    """Class label of ``path``: its parent folder's name, or :data:`UNLABELLED` at the root.
+
+    Examples
+    --------
+    >>> label_for("/data/Test/Apple Braeburn/r_1_100.jpg", "/data/Test")
+    'Apple Braeburn'
+    >>> label_for("/data/Test/loose.jpg", "/data/Test")
+    'unlabelled'
+    """
+    parent = posixpath.dirname(path.rstrip("/"))
+    if parent.rstrip("/") == root.rstrip("/"):
+        return UNLABELLED
+    return posixpath.basename(parent)
+
+
+def skip_reason(path: str, size: int) -> str | None:
+    """Why the file at ``path`` is not read as an image, or ``None`` for an image.
+
+    Examples
+    --------
+    >>> skip_reason("/in/Kiwi/a.JPG", 1200) is None
+    True
+    >>> skip_reason("/in/Kiwi/._a.jpg", 1200)
+    "hidden or system file (name starts with '.' or '_')"
+    >>> skip_reason("/in/Kiwi/a.jpg", 0)
+    'empty file (0 bytes)'
+    """
+    name = posixpath.basename(path)
+    if name.startswith((".", "_")):
+        return HIDDEN
+    if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        return NOT_AN_IMAGE
+    if size == 0:
+        return EMPTY  # Spark's file sources never hand 0-byte files to a task: record them here
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRoot:
+    """An input folder that passed the driver's checks, and how its listing is split into tasks.
+
+    ``folders`` are the top-level folders (fsspec paths, without scheme), each walked
+    by one listing task; ``has_loose_files`` says whether files sit directly in the
+    root, which one more task lists.
+    """
+
+    root: str
+    protocol: str
+    fs_root: str
+    folders: tuple[str, ...]
+    has_loose_files: bool
+
+    @property
+    def remote(self) -> bool:
+        """True for object stores and other non-local file systems (paths keep their scheme)."""
+        return self.protocol not in ("file", "local")
+
+    def user_path(self, fs_path: str) -> str:
+        """The path as runs record it: ``s3://bucket/key`` keeps its scheme, local paths have none."""
+        return f"{self.protocol}://{fs_path}" if self.remote else fs_path
+
+
+def check_input(root: str) -> InputRoot:
+    """Check cheaply, on the driver, that ``root`` is a folder holding something.
+
+    Lists the top level only (the class folders): the driver's time and memory do
+    not grow with the number of images.
+
+    Parameters
+    ----------
+    root : str
+        Local folder or fsspec URL (``s3://bucket/prefix``).
+
+    Raises
+    ------
+    InputError
+        The folder cannot be opened or listed, does not exist, is a file, or is empty.
+    """
+    import fsspec
+
+    try:
+        fs, fs_root = fsspec.core.url_to_fs(root)
+    except Exception as exc:  # unknown protocol, missing s3fs, bad URL
+        raise InputError(f"input_path {root!r} cannot be opened: {exc}") from exc
+    try:
+        if not fs.exists(fs_root):
+            raise InputError(f"input_path {root!r} does not exist")
+        if fs.isfile(fs_root):
+            raise InputError(f"input_path {root!r} is a file; give the folder that holds the images")
+        top = fs.ls(fs_root, detail=True)
+    except InputError:
+        raise
+    except Exception as exc:  # network, credentials, permissions
+        raise InputError(f"input_path {root!r} cannot be listed: {type(exc).__name__}: {exc}") from exc
+    base = fs_root.rstrip("/")
+    entries = [entry for entry in top if entry["name"].rstrip("/") != base]  # some stores list the prefix itself
+    if not entries:
+        raise InputError(f"input_path {root!r} is empty: it holds no files")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    folders = sorted(entry["name"].rstrip("/") for entry in entries if entry.get("type") == "directory")
+    return InputRoot(root=root, protocol=protocol, fs_root=base, folders=tuple(folders),
+                     has_loose_files=len(folders) < len(entries))
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """The materialised listing of one input: where its Parquet is, and its aggregate counts.
+
+    ``frame`` reads the snapshot back (:data:`LISTING_SCHEMA`); the counts were
+    aggregated by Spark from that same snapshot, so they reconcile with every
+    DataFrame derived from it.
+    """
+
+    root: str
+    location: str
+    frame: object = dataclasses.field(repr=False, compare=False)
+    total: int
+    classes: dict
+
+    @property
+    def image_count(self) -> int:
+        """Files that will be read as images."""
+        return sum(self.classes.values())
+
+    @property
+    def skipped_count(self) -> int:
+        """Files set aside by name or size (hidden, not an image name, 0 bytes)."""
+        return self.total - self.image_count
+
+    def images(self):
+        """``path``, ``size``, ``modified``, ``label`` of the files read as images."""
+        from pyspark.sql import functions as F
+
+        return self.frame.where(F.col("reason").isNull()).select("path", "size", "modified", "label")
+
+    def skipped(self):
+        """``path``, ``reason`` of the files set aside (the rows of ``rejected/`` they become)."""
+        from pyspark.sql import functions as F
+
+        return self.frame.where(F.col("reason").isNotNull()).select("path", "reason")
+
+
+def list_files(spark, source: InputRoot, location: str) -> Listing:
+    """List every file under ``source`` on the executors and write the listing to ``location``.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+    source : InputRoot
+        From :func:`check_input`.
+    location : str
+        Parquet folder for the snapshot (the run's scratch folder), overwritten.
+
+    Returns
+    -------
+    Listing
+
+    Raises
+    ------
+    InputError
+        A folder cannot be listed, the input holds no file at all (only empty
+        folders), or no file is an image: before any image is read.
+    """
+    from pyspark.sql import functions as F
+
+    tasks = [(folder, True) for folder in source.folders]
+    if source.has_loose_files:
+        tasks.append((source.fs_root, False))
+    slices = max(1, min(len(tasks), 4 * spark.sparkContext.defaultParallelism))
+    work = spark.createDataFrame(spark.sparkContext.parallelize(tasks, slices), "folder string, recursive boolean")
+    spark.sparkContext.setJobDescription(f"fruits: list {source.root}")
+    lister = _folder_lister(source)
+    try:
+        work.mapInPandas(lister, LISTING_SCHEMA).write.mode("overwrite").parquet(location)
+    except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
+        raise InputError(f"input_path {source.root!r} cannot be listed: {_first_line(exc)}") from exc
+    frame = spark.read.parquet(location)
+    by_label = (frame.groupBy("label").agg(F.count(F.lit(1)).alias("files"),
+                                           F.count(F.when(F.col("reason").isNull(), 1)).alias("images"))
+                .collect())
+    total = sum(row.files for row in by_label)
+    classes = dict(sorted((row.label, row.images) for row in by_label if row.images))
+    listing = Listing(root=source.root, location=location, frame=frame, total=total, classes=classes)
+    if total == 0:
+        raise InputError(f"input_path {source.root!r} is empty: it holds no files")
+    if not classes:
+        first = listing.skipped().orderBy("path").first()
+        raise InputError(
+            f"input_path {source.root!r} holds {total} file(s) but no readable image "
+            f"({', '.join(IMAGE_EXTENSIONS)}, any case); first: {first.path} ({first.reason})"
+        )
+    return listing
+
+
+def _folder_lister(source: InputRoot):
+    """The mapInPandas body listing folders on an executor (a closure over small, picklable values)."""
+    root, protocol, base, remote = source.root, source.protocol, source.fs_root, source.remote
+
+    def list_folders(batches: Iterator) -> Iterator:
+        import fsspec
+        import pandas as pd
+
+        fs = fsspec.core.url_to_fs(root)[0]
+        rows: list[tuple] = []
+        for tasks in batches:
+            for folder, recursive in zip(tasks["folder"], tasks["recursive"]):
+                if recursive:
+                    entries = fs.find(folder, detail=True).items()
+                else:
+                    entries = ((entry["name"], entry) for entry in fs.ls(folder, detail=True))
+                for path, info in entries:
+                    if info.get("type") == "directory" or path.rstrip("/") == base:
+                        continue
+                    size = int(info.get("size") or 0)
+                    rows.append((f"{protocol}://{path}" if remote else path, size, _mtime(info),
+                                 label_for(path, base), skip_reason(path, size)))
+                    if len(rows) >= _ROWS_PER_FRAME:
+                        yield pd.DataFrame(rows, columns=_COLUMNS)
+                        rows = []
+        if rows:
+            yield pd.DataFrame(rows, columns=_COLUMNS)
+
+    return list_folders
+
+
+_COLUMNS = ["path", "size", "modified", "label", "reason"]
+
+
+def _mtime(info: dict) -> float | None:
+    value = info.get("mtime", info.get("LastModified"))
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)
+
+
+def _first_line(exc: Exception) -> str:
+    """The Python error a failed task raised, without the JVM stack trace around it."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "Error:" in line and not line.lstrip().startswith(("at ", "File ")):
+            return line.strip()
+    return text.splitlines()[0] if text else type(exc).__name__
