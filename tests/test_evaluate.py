@@ -154,6 +154,7 @@ def _labelled_features(spark, tmp_path, *, per_class: dict[str, tuple[int, int]]
     return spark.read.parquet(paths["train"]), spark.read.parquet(paths["test"])
 
 
+@pytest.mark.slow  # about 90 s per case on 2 shared cores: 8 logistic regressions of 1280 features
 @pytest.mark.parametrize("test_only_class", [False, True], ids=["run-components", "one-pass-on-scored"])
 def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, test_only_class):
     """The sweep builds each k from one decomposition; the former way fitted Spark ML PCA per k.

@@ -8,6 +8,12 @@ on the run's own images (its ``Test/``), for the run's k and for a sweep of k
 including the full 1280 features. Classes present in only one of the two sets are
 reported, and their images are left out of the scores (a classifier cannot name a
 class it never saw), never silently dropped.
+
+Each k of the sweep projects with the leading k principal components of the scored
+images. They come from one decomposition, not from a Spark ML ``PCA(k).fit`` per k
+(a pass over the data and a JVM SVD each: about 400 s of a 601 s run on the full
+Test split): the run's own components when the scored images are the run's images,
+otherwise one pass over the scored images (:func:`fruits.reduce.decompose`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fruits.params import FEATURE_DIM
-from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, with_vectors
+from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, decompose, pca_model, with_vectors
 
 #: Component counts compared in the report (plus the run's k and the full 1280 features).
 K_SWEEP = (10, 20, 50, 100, 200)
@@ -82,20 +88,26 @@ def _fit_and_score(train, test, features_col: str, labels: list[str], seed: int)
     return model, scores(predictions[LABEL_INDEX].to_numpy(), predictions["prediction"].to_numpy(), labels)
 
 
-def evaluate(train_df, test_df, pca_model, *, spectrum: list[float], seed: int = 0,
-             k_sweep: tuple[int, ...] = K_SWEEP) -> Evaluation:
+def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components: np.ndarray | None = None,
+             seed: int = 0, k_sweep: tuple[int, ...] = K_SWEEP) -> Evaluation:
     """Fit and score the classifier for the run's PCA, then for each k of the sweep and for 1280.
 
     Parameters
     ----------
     train_df, test_df : pyspark.sql.DataFrame
         ``path``, ``label``, ``features`` (array<float> of 1280).
-    pca_model : pyspark.ml.feature.PCAModel
-        The run's fitted PCA; the sweep fits others on ``test_df`` (the run's input).
+    run_model : pyspark.ml.feature.PCAModel
+        The run's fitted PCA, scored as it is.
     spectrum : list of float
         The run's explained-variance ratios, for the sweep's cumulative variance.
+    components : numpy.ndarray or None
+        Every principal component of ``test_df`` (``PcaResult.components`` of the run's
+        fit). Used for the sweep when every image of ``test_df`` is scored; otherwise (or
+        when ``None``, e.g. a reused model) the sweep's components come from one pass over
+        the scored images. Either way each k gets what ``PCA(k).fit`` on the scored images
+        gives, up to sign.
     """
-    from pyspark.ml.feature import PCA, StringIndexer
+    from pyspark.ml.feature import StringIndexer
     from pyspark.sql import functions as F
 
     train_labels = {r.label for r in train_df.select("label").distinct().collect()}
@@ -111,16 +123,20 @@ def evaluate(train_df, test_df, pca_model, *, spectrum: list[float], seed: int =
         return with_vectors(indexer.transform(frame.where(F.col("label").isin(common)))).cache()
 
     train, test = prepared(train_df), prepared(test_df)
-    run_k = pca_model.getK()
-    classifier, main = _fit_and_score(pca_model.transform(train), pca_model.transform(test),
+    run_k = run_model.getK()
+    classifier, main = _fit_and_score(run_model.transform(train), run_model.transform(test),
                                       PCA_VECTOR_COL, labels, seed)
     cumulative = np.cumsum(spectrum)
     sweep = [{"k": run_k, "cumulative_variance": float(cumulative[run_k - 1]),
               "accuracy": main["accuracy"], "macro_f1": main["macro_f1"]}]
-    for k in sorted(set(k_sweep) - {run_k}):
-        if k >= FEATURE_DIM:
-            continue
-        model = PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(test)
+    ks = [k for k in sorted(set(k_sweep) - {run_k}) if k < FEATURE_DIM]
+    test_only = sorted(test_labels - train_labels)
+    if ks:
+        sweep_spectrum, sweep_components = (
+            (np.asarray(spectrum), components) if components is not None and not test_only
+            else decompose(test))
+    for k in ks:
+        model = pca_model(train_df.sparkSession, sweep_components[:, :k], sweep_spectrum[:k], k=k)
         _, result = _fit_and_score(model.transform(train), model.transform(test), PCA_VECTOR_COL, labels, seed)
         sweep.append({"k": k, "cumulative_variance": float(cumulative[k - 1]),
                       "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]})
@@ -128,7 +144,6 @@ def evaluate(train_df, test_df, pca_model, *, spectrum: list[float], seed: int =
     sweep.append({"k": FEATURE_DIM, "cumulative_variance": 1.0,
                   "accuracy": full["accuracy"], "macro_f1": full["macro_f1"]})
     counts = test_df.groupBy("label").count().toPandas().set_index("label")["count"]
-    test_only = sorted(test_labels - train_labels)
     metrics = {
         **main,
         "k": run_k,

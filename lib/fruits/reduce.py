@@ -39,11 +39,31 @@ class PcaResult:
         Components kept.
     spectrum : list of float
         Explained-variance ratio of every component, decreasing (up to 1280).
+    components : numpy.ndarray or None
+        Every principal component of the fit (``d x d``, one per column, in the order of
+        ``spectrum``), so that a model for another k needs no second pass
+        (:meth:`model_for`); ``None`` for a model reloaded from a previous run.
     """
 
     model: object
     k: int
     spectrum: list[float]
+    components: np.ndarray | None = None
+
+    def model_for(self, spark, k: int):
+        """A ``PCAModel`` keeping the first ``k`` components of this fit, built without reading any data.
+
+        Raises
+        ------
+        ValueError
+            No components are held (a reloaded model), or ``k`` is out of range.
+        """
+        if self.components is None:
+            raise ValueError("this PCA holds no components (a model reloaded from a previous run); "
+                             "fit it again to build a model for another k")
+        if not 1 <= k <= self.components.shape[1]:
+            raise ValueError(f"k must be between 1 and {self.components.shape[1]}, got {k!r}")
+        return pca_model(spark, self.components[:, :k], self.spectrum[:k], k=k)
 
     @property
     def explained_variance(self) -> list[float]:
@@ -216,19 +236,34 @@ def fit_pca(features_df, *, k: int, variance_target: float | None = None) -> Pca
     Returns
     -------
     PcaResult
-        Its model equals Spark ML's ``PCA(k).fit`` up to the sign of each component.
+        Its model equals Spark ML's ``PCA(k).fit`` up to the sign of each component; it
+        also holds every component, for models of other k (:meth:`PcaResult.model_for`).
     """
-    moments = feature_moments(features_df)
+    spectrum, components = decompose(features_df)
+    chosen = smallest_k_for(spectrum, variance_target) if variance_target is not None else k
+    if not 1 <= chosen <= len(spectrum):
+        raise ValueError(f"k must be between 1 and {len(spectrum)}, got {chosen!r}")
+    model = pca_model(features_df.sparkSession, components[:, :chosen], spectrum[:chosen], k=chosen)
+    return PcaResult(model=model, k=chosen, spectrum=spectrum.tolist(), components=components)
+
+
+def decompose(features_df, *, dim: int = FEATURE_DIM) -> tuple[np.ndarray, np.ndarray]:
+    """Explained-variance ratios (decreasing) and every principal component of ``features``, in one pass.
+
+    What :func:`fit_pca` keeps, for any number of components: the first ``k`` columns
+    are what Spark ML's ``PCA(k).fit`` finds, up to sign.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 rows, or rows that are all equal.
+    """
+    moments = feature_moments(features_df, dim=dim)
     eigenvalues, eigenvectors = principal_components(moments.covariance)
     total = eigenvalues.sum()
     if not total > 0:
         raise ValueError(f"PCA needs features that vary; all {moments.count} feature vectors are equal")
-    spectrum = eigenvalues / total
-    chosen = smallest_k_for(spectrum, variance_target) if variance_target is not None else k
-    if not 1 <= chosen <= len(spectrum):
-        raise ValueError(f"k must be between 1 and {len(spectrum)}, got {chosen!r}")
-    model = pca_model(features_df.sparkSession, eigenvectors[:, :chosen], spectrum[:chosen], k=chosen)
-    return PcaResult(model=model, k=chosen, spectrum=spectrum.tolist())
+    return eigenvalues / total, eigenvectors
 
 
 def project(model, features_df):
