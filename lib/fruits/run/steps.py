@@ -137,7 +137,7 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult)
     outcome.features.write.mode("overwrite").parquet(staged.train_features)
     train_rejected = outcome.rejected.count()
     result = fit_and_score(spark.read.parquet(staged.train_features), spark.read.parquet(staged.features),
-                           pca.model, spectrum=pca.spectrum, seed=params.seed)
+                           pca.model, spectrum=pca.spectrum, components=pca.components, seed=params.seed)
     result.classifier.write().overwrite().save(staged.classifier)
     remove_path(staged.staging)
     return {"train_path": train.root, "train_files": train.total, "train_rejected": train_rejected,
