@@ -56,7 +56,8 @@ lab: env ## Open the paired notebooks in JupyterLab
 livy: env ## Serve the Livy double on 127.0.0.1:8998 (try the cloud notebook locally; Ctrl-C stops it)
 	$(BIN)/fruits livy
 
-sync-notebooks: env ## Regenerate the .ipynb files from their .py sources (jupytext)
+sync-notebooks: env ## Regenerate the notebooks' parameters and %%configure cells, emr-config/configurations.json and the .ipynb files from their sources
+	$(BIN)/python tools/sync_derived.py --write
 	$(BIN)/jupytext --sync notebooks/*.py
 
 environment.yml: pyproject.toml requirements/constraints.txt ## Regenerate environment.yml from the pinned dependencies

@@ -25,20 +25,24 @@
 # differ. Without `input_path`, the run uses synthetic images the project generates.
 
 # %% tags=["parameters"]
+# Generated from fruits.params (RunParams, SessionParams) by tools/sync_derived.py: change defaults there.
+# Other values: -p NAME VALUE, or a YAML file (fruits run -f params/local-full.yaml; papermill -f).
 input_path = None  # folder of class sub-folders (local or s3://); None: generated synthetic demo images
 output_dir = "output/demo"  # receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json
-weights = None  # "imagenet", a Keras .h5 path, "random"; None: FRUITS_WEIGHTS, then Keras' cache
+weights = None  # "imagenet", a Keras .h5 path (local or s3://), "random"; None: FRUITS_WEIGHTS, then Keras' cache
 k = 50  # PCA components kept
 variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
 engine = "onnx"  # "onnx" (default, equal to Keras), "keras" (reference), "tflite" (int8 phone model), "onnx-int8" (faster, close to onnx)
+image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
 batch_size = 32  # images per network call inside a task (bounds worker memory)
 partitions = None  # Spark partitions for featurization; None: from the image count
 threads_per_task = 1  # network threads per Spark task
 mode = "error"  # "overwrite" replaces a run in output_dir, "incremental" adds new images to it
 pca = "refit"  # "reuse": incremental runs keep the previous PCA model
-image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
-train_path = None  # labelled training set: score the features with a classifier
 seed = 0  # random weights and sample images
+train_path = None  # labelled training set: score the features with a classifier
+keep_runs = 2  # runs kept under output_dir/runs/, this one included; older ones are deleted
+run_id = None  # this run's folder under output_dir/runs/; None: a new one, sorting by time
 master = "local[2]"  # Spark master: local[N], spark://HOST:PORT, or yarn on a cluster node
 driver_memory = "4g"  # local Spark JVM heap
 

@@ -28,25 +28,39 @@
 
 # %% tags=["session"]
 # %%configure -f
-{"driverMemory": "4g", "executorMemory": "1g", "executorCores": 4, "numExecutors": 3,
- "conf": {"spark.executor.memoryOverhead": "512m", "spark.executor.pyspark.memory": "9728m",
-          "spark.sql.execution.arrow.maxRecordsPerBatch": "256", "spark.python.worker.reuse": "true"}}
+{
+  "driverMemory": "4g",
+  "executorMemory": "1g",
+  "executorCores": 4,
+  "numExecutors": 3,
+  "conf": {
+    "spark.executor.pyspark.memory": "9728m",
+    "spark.executor.memoryOverhead": "512m",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
+    "spark.python.worker.reuse": "true"
+  }
+}
 
 # %% tags=["parameters"]
-input_path = "s3://my-fruits-bucket/fruits/Test"  # S3 folder of class sub-folders
-output_dir = "s3://my-fruits-bucket/fruits/runs/test"  # receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json
-weights = "imagenet"  # "imagenet" (Keras downloads it on the driver), or an s3:// path to a .h5 file
+# Generated from fruits.params (RunParams) by tools/sync_derived.py: change defaults there.
+# On EMR, set input_path and output_dir to s3:// folders here, or run with -f params/emr.yaml.
+input_path = None  # folder of class sub-folders (local or s3://); None: generated synthetic demo images
+output_dir = "output/demo"  # receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json
+weights = None  # "imagenet", a Keras .h5 path (local or s3://), "random"; None: FRUITS_WEIGHTS, then Keras' cache
 k = 50  # PCA components kept
 variance_target = None  # e.g. 0.9: keep the fewest components reaching it (overrides k)
 engine = "onnx"  # "onnx" (default, equal to Keras), "keras" (reference), "tflite" (int8 phone model), "onnx-int8" (faster, close to onnx)
+image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
 batch_size = 32  # images per network call inside a task (bounds worker memory)
 partitions = None  # Spark partitions for featurization; None: from the image count
 threads_per_task = 1  # network threads per Spark task
 mode = "error"  # "overwrite" replaces a run in output_dir, "incremental" adds new images to it
 pca = "refit"  # "reuse": incremental runs keep the previous PCA model
-image_size = 224  # 100: fast mode at Fruits-360's native size (different features)
-train_path = None  # labelled training set in S3: score the features with a classifier
 seed = 0  # random weights and sample images
+train_path = None  # labelled training set: score the features with a classifier
+keep_runs = 2  # runs kept under output_dir/runs/, this one included; older ones are deleted
+run_id = None  # this run's folder under output_dir/runs/; None: a new one, sorting by time
 
 # %% [markdown]
 # ## Checks before Spark starts

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="featurize a folder of images and write the HTML report")
     run.add_argument("--input", help="folder of class sub-folders (default: generated synthetic demo images)")
     run.add_argument("--output", help=f"output folder (default: {config.default_output_dir()})")
+    run.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
+                     help="YAML mapping of parameter names to values, e.g. params/emr.yaml "
+                          "(repeatable: a later file wins; -p wins over files)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="notebook parameter, e.g. -p k 50 -p weights model.h5 (repeatable)")
     run.add_argument("--notebook", default=None, help="percent-format notebook to execute (a path or s3:// URL)")
@@ -99,32 +102,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
-def resolve_parameters(args, declared: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``--input``, ``--output`` and ``-p`` into notebook parameters and validate them.
+def resolve_parameters(args) -> dict[str, Any]:
+    """Every notebook parameter, checked: defaults, then each ``-f`` file, then ``-p``, then the flags.
+
+    Defaults and known names come from :mod:`fruits.params` (the notebooks' ``parameters``
+    cells are generated from it), never from the notebook. Later ``-f`` files win over
+    earlier ones, ``-p`` over every file, ``--input``/``--output`` over ``-p``. All values
+    are returned, so papermill injects exactly what was checked here.
 
     Raises
     ------
     ValueError
-        An unknown parameter name or a bad value, naming the parameter.
+        An unknown name, a wrong type or a bad value, naming the parameter, and the file
+        when one set it; a parameters file that is missing, not YAML or not a mapping.
     """
-    parameters: dict[str, Any] = {}
+    from fruits import params
+
+    groups = params.CLOUD_NOTEBOOK_PARAMETERS if args.livy else params.LOCAL_NOTEBOOK_PARAMETERS
+    defaults = params.parameter_defaults(groups)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # the file that set a value, to name it in an error
+    for path in args.parameters_file:
+        for name, value in params.read_parameter_file(path, groups).items():
+            values[name], origin[name] = value, path
     for name, text in args.parameter:
-        # Run parameters the notebook does not list (run_id, keep_runs) still reach
-        # RunParams.from_namespace: papermill injects them as variables.
-        if name not in declared and name not in RunParams.field_names():
-            raise ValueError(f"unknown parameter {name!r}; the notebook takes: {', '.join(declared)}")
-        parameters[name] = parse_value(text)
+        if name not in defaults:
+            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(defaults)}")
+        values[name] = parse_value(text)
+        origin.pop(name, None)
     if args.input is not None:
-        parameters["input_path"] = config.absolute_location(args.input)
-    output = args.output or parameters.get("output_dir") or str(config.default_output_dir())
-    parameters["output_dir"] = config.absolute_location(output)
-    for name in ("weights",):
-        value = parameters.get(name)
-        if isinstance(value, str) and os.path.exists(value):
-            parameters[name] = os.path.abspath(value)
-    merged = {**declared, **parameters}
-    RunParams.from_mapping({name: merged[name] for name in RunParams.field_names() if name in merged})
-    return parameters
+        values["input_path"] = config.absolute_location(args.input)
+        origin.pop("input_path", None)
+    if args.output is not None:
+        origin.pop("output_dir", None)
+    output = args.output or values.get("output_dir") or str(config.default_output_dir())
+    values["output_dir"] = config.absolute_location(output) if isinstance(output, str) else output
+    weights = values.get("weights")
+    if isinstance(weights, str) and os.path.exists(weights):
+        values["weights"] = os.path.abspath(weights)
+    resolved = {**defaults, **values}
+    try:
+        params.validate_parameters(resolved, groups)
+    except ValueError as exc:  # messages start with the parameter's name
+        name = str(exc).split(" ", 1)[0]
+        if name in origin:
+            raise ValueError(f"{origin[name]}: {exc}") from None
+        raise
+    return resolved
 
 
 def run_command(args) -> int:
@@ -134,8 +158,9 @@ def run_command(args) -> int:
         kernel = "python3"
         if args.livy:
             kernel = _prepare_livy(args.livy, scratch)
-        parameters = resolve_parameters(args, notebook_parameters(source))
-        parameters.setdefault("run_id", new_run_id())  # so the report goes next to this run's outputs
+        parameters = resolve_parameters(args)
+        if parameters["run_id"] is None:  # so the report goes next to this run's outputs
+            parameters["run_id"] = new_run_id()
         _refuse_a_busy_output(parameters["output_dir"])
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping
+import typing
+from typing import Any, Mapping, Sequence
+
+from fruits import spark_settings
 
 #: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
 FEATURE_DIM = 1280
@@ -31,6 +34,15 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 #: What an incremental run does with the PCA: fit again on all features, or reuse the previous model.
 PCA_CHOICES = ("refit", "reuse")
+
+
+def _parameter(default: Any, comment: str) -> Any:
+    """A parameter's default with the one-line comment its notebook cell shows.
+
+    Both live on the field so the notebooks' ``parameters`` cells can be generated from
+    the dataclass alone (``tools/sync_derived.py``).
+    """
+    return dataclasses.field(default=default, metadata={"comment": comment})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,22 +106,29 @@ class RunParams:
         one that sorts by start time. ``fruits run`` sets it to know where the report goes.
     """
 
-    input_path: str | None = None
-    output_dir: str = "output/demo"
-    weights: str | None = None
-    k: int = 50
-    variance_target: float | None = None
-    engine: str = "onnx"
-    image_size: int = DEFAULT_IMAGE_SIZE
-    batch_size: int = 32
-    partitions: int | None = None
-    threads_per_task: int = 1
-    mode: str = "error"
-    pca: str = "refit"
-    seed: int = 0
-    train_path: str | None = None
-    keep_runs: int = 2
-    run_id: str | None = None
+    input_path: str | None = _parameter(
+        None, "folder of class sub-folders (local or s3://); None: generated synthetic demo images")
+    output_dir: str = _parameter(
+        "output/demo", "receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json")
+    weights: str | None = _parameter(
+        None, "\"imagenet\", a Keras .h5 path (local or s3://), \"random\"; None: FRUITS_WEIGHTS, then Keras' cache")
+    k: int = _parameter(50, "PCA components kept")
+    variance_target: float | None = _parameter(
+        None, "e.g. 0.9: keep the fewest components reaching it (overrides k)")
+    engine: str = _parameter(
+        "onnx", "\"onnx\" (default, equal to Keras), \"keras\" (reference), \"tflite\" (int8 phone model), "
+        "\"onnx-int8\" (faster, close to onnx)")
+    image_size: int = _parameter(DEFAULT_IMAGE_SIZE, "100: fast mode at Fruits-360's native size (different features)")
+    batch_size: int = _parameter(32, "images per network call inside a task (bounds worker memory)")
+    partitions: int | None = _parameter(None, "Spark partitions for featurization; None: from the image count")
+    threads_per_task: int = _parameter(1, "network threads per Spark task")
+    mode: str = _parameter(
+        "error", "\"overwrite\" replaces a run in output_dir, \"incremental\" adds new images to it")
+    pca: str = _parameter("refit", "\"reuse\": incremental runs keep the previous PCA model")
+    seed: int = _parameter(0, "random weights and sample images")
+    train_path: str | None = _parameter(None, "labelled training set: score the features with a classifier")
+    keep_runs: int = _parameter(2, "runs kept under output_dir/runs/, this one included; older ones are deleted")
+    run_id: str | None = _parameter(None, "this run's folder under output_dir/runs/; None: a new one, sorting by time")
 
     @property
     def is_demo(self) -> bool:
@@ -194,6 +213,135 @@ class RunParams:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every parameter, for the manifest."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionParams:
+    """The local notebook's Spark session: where a run computes, not what (not in the manifest).
+
+    ``01-featurize-local`` takes these after the run's parameters; the cloud notebook's
+    session comes from Livy (its ``%%configure`` cell), so it takes none.
+
+    Parameters
+    ----------
+    master : str
+        Spark master: ``local[N]``, ``spark://HOST:PORT``, or ``yarn`` on a cluster node.
+    driver_memory : str
+        Heap of the driver JVM (:data:`fruits.spark_settings.DRIVER_MEMORY` by default).
+    """
+
+    master: str = _parameter(spark_settings.LOCAL_MASTER,
+                             "Spark master: local[N], spark://HOST:PORT, or yarn on a cluster node")
+    driver_memory: str = _parameter(spark_settings.DRIVER_MEMORY, "local Spark JVM heap")
+
+    def validate(self) -> "SessionParams":
+        """Raise ``ValueError`` naming the first bad setting; return ``self`` if both are fine."""
+        _check_str("master", self.master)
+        _check_str("driver_memory", self.driver_memory)
+        return self
+
+
+#: What each notebook's ``parameters`` cell holds, in this order: the run's parameters,
+#: then, for the local notebook, its session's.
+LOCAL_NOTEBOOK_PARAMETERS = (RunParams, SessionParams)
+CLOUD_NOTEBOOK_PARAMETERS = (RunParams,)
+
+
+def parameter_fields(groups: Sequence[type]) -> list[dataclasses.Field]:
+    """The fields of ``groups`` (parameter dataclasses) in order: a notebook cell's lines."""
+    return [field for group in groups for field in dataclasses.fields(group)]
+
+
+def parameter_defaults(groups: Sequence[type]) -> dict[str, Any]:
+    """Name -> default of every parameter of ``groups``, in order.
+
+    Examples
+    --------
+    >>> list(parameter_defaults(LOCAL_NOTEBOOK_PARAMETERS).items())[-2:]
+    [('master', 'local[2]'), ('driver_memory', '4g')]
+    """
+    return {field.name: field.default for field in parameter_fields(groups)}
+
+
+def validate_parameters(values: Mapping[str, Any], groups: Sequence[type]) -> None:
+    """Validate a complete set of values, group by group (``ValueError`` names the parameter)."""
+    for group in groups:
+        names = [field.name for field in dataclasses.fields(group)]
+        group(**{name: values[name] for name in names if name in values}).validate()
+
+
+def check_type(name: str, value: Any, groups: Sequence[type]) -> None:
+    """Refuse a value whose type the parameter cannot take (``"50"`` for ``k``), before any range check.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a parameter of ``groups``, or ``value`` has the wrong type.
+
+    Examples
+    --------
+    >>> check_type("k", "50", [RunParams])
+    Traceback (most recent call last):
+    ...
+    ValueError: k must be an integer, got '50'
+    """
+    hints = {}
+    for group in groups:
+        hints.update(typing.get_type_hints(group))
+    if name not in hints:
+        raise ValueError(f"unknown parameter {name!r}; known: {', '.join(parameter_defaults(groups))}")
+    kinds = typing.get_args(hints[name]) or (hints[name],)
+    if not any(_is_a(value, kind) for kind in kinds):
+        wanted = " or ".join(_TYPE_NAMES[kind] for kind in kinds)
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", type(None): "null"}
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # YAML's true/false is no parameter's value
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is type(None):
+        return value is None
+    return isinstance(value, kind)
+
+
+def read_parameter_file(path: str, groups: Sequence[type] = (RunParams,)) -> dict[str, Any]:
+    """The values of a parameters file (papermill's ``-f``): a YAML mapping of names to values.
+
+    Environments differ by such small files (``params/emr.yaml``), not by notebook
+    defaults. Every key must be a parameter of ``groups`` and every value of its type;
+    ranges and combinations are checked once all sources are merged. An empty file sets
+    nothing.
+
+    Raises
+    ------
+    ValueError
+        Not found, not YAML, not a mapping, an unknown key or a wrong type; the message
+        starts with ``path`` and names the key.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: parameters file not found") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: must be a mapping of parameter names to values, got {type(values).__name__}")
+    for name, value in values.items():
+        try:
+            check_type(name, value, groups)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return values
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

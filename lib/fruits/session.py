@@ -23,19 +23,11 @@ import xml.etree.ElementTree as ElementTree
 from typing import Mapping, MutableMapping
 from urllib.parse import urlsplit
 
-#: Settings the featurization depends on, applied to every session built here; EMR
-#: gets the same values through ``emr-config/``.
-SPARK_SETTINGS = {
-    # The UDF sub-batches images itself; Arrow batches only bound how many raw
-    # files a worker holds at once.
-    "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    # Reused Python workers keep the cached model across tasks (the default, made explicit).
-    "spark.python.worker.reuse": "true",
-    "spark.sql.shuffle.partitions": "8",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.session.timeZone": "UTC",
-}
+from fruits import spark_settings
+
+#: Settings of every session built here, from :mod:`fruits.spark_settings` (EMR's
+#: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
+SPARK_SETTINGS = spark_settings.library_session()
 
 LOOPBACK = "127.0.0.1"
 #: How long a cluster session waits for its first executor, unless told otherwise.
@@ -279,7 +271,8 @@ def use_installed_spark() -> None:
     sys.path[:0] = [p for p in spark_python_paths(home) if p not in sys.path]
 
 
-def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_memory: str = "4g",
+def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "fruits",
+                driver_memory: str = spark_settings.DRIVER_MEMORY,
                 conf: Mapping[str, str] | None = None, executor_wait: float | None = None):
     """Return a ``SparkSession`` configured for featurization, for any master.
 
@@ -291,7 +284,8 @@ def local_spark(master: str = "local[2]", *, app_name: str = "fruits", driver_me
     app_name : str
         Name shown in the Spark UI.
     driver_memory : str
-        Heap of the driver JVM (driver and executors share it in local mode).
+        Heap of the driver JVM (driver and executors share it in local mode); default
+        :data:`fruits.spark_settings.DRIVER_MEMORY`.
     conf : mapping, optional
         Further Spark settings; they win over the project's. For example
         ``{"spark.executor.pyspark.memory": "2g"}`` caps each Python worker's address

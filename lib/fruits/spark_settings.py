@@ -1,0 +1,121 @@
+"""Spark settings: the one source for local sessions, the EMR cluster and the notebook's Livy session.
+
+Settings that must agree wherever the pipeline runs (kedro keeps them in one
+``conf/base/spark.yml``) are written once, here, and every copy is derived:
+
+- sessions this library builds (:func:`fruits.session.local_spark`: the local notebook,
+  ``fruits run``, ``fruits project``, the Livy double's drivers) use
+  :func:`library_session` and :data:`DRIVER_MEMORY`;
+- ``emr-config/configurations.json`` (a plain EMR configuration list, read by
+  ``aws emr create-cluster --configurations file://...`` and ``fruits emr``) holds
+  :func:`emr_classifications` as its ``spark-defaults`` and ``spark-env``;
+- the ``%%configure`` cell of ``notebooks/02-featurize-emr.py`` is :func:`livy_session`.
+
+The two files are written by ``tools/sync_derived.py --write`` (``make sync-notebooks``);
+``tests/test_single_sources.py`` fails when either drifts, and checks the local session.
+
+A Python module rather than a YAML file: the wheel carries it to every EMR node with no
+package-data declaration, reading it needs no YAML parser on nodes that install only
+the run-time dependencies (PyYAML is not one), and a mistake fails at import, not at the
+first session. Values are strings where Spark reads strings.
+"""
+
+from __future__ import annotations
+
+#: What featurization relies on, in every session wherever it runs.
+FEATURIZATION = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # The UDF sub-batches images itself; Arrow batches only bound how many raw
+    # files a worker holds at once.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
+    # Reused Python workers keep the cached model across tasks (the default, made explicit).
+    "spark.python.worker.reuse": "true",
+}
+
+#: Only the sessions this library builds (not the cluster's defaults, which other jobs share):
+#: few shuffle partitions for a small driver, no console progress bar in notebooks, UTC times.
+LIBRARY_SESSION = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+#: The master of a session built here unless told otherwise: this machine, two cores.
+LOCAL_MASTER = "local[2]"
+
+#: Driver JVM heap: the default of local sessions (driver and executors share it there)
+#: and the Livy session's ``driverMemory``.
+DRIVER_MEMORY = "4g"
+
+#: One executor per worker node of the default cluster (``emr-config/cluster.json``:
+#: m5.xlarge, 4 vCPU and 12288 MiB of YARN memory each): 1g heap + 512m overhead + 9728m
+#: for Python = 11264 MiB, which leaves room for a session's ApplicationMaster (896 MiB).
+#: Spark caps each Python worker's address space (``RLIMIT_AS``) at pyspark.memory / cores
+#: = 2432 MiB, above the default engine's measured peak (``tests/test_worker_memory.py``).
+EXECUTOR = {
+    "spark.executor.cores": "4",
+    "spark.executor.memory": "1g",
+    "spark.executor.pyspark.memory": "9728m",
+    "spark.executor.memoryOverhead": "512m",
+}
+
+#: Executors the notebook's Livy session asks for: one per worker node (2 core + 1 task).
+EXECUTORS = 3
+
+#: Cluster-wide defaults that a session does not ask for itself.
+CLUSTER = {"spark.task.maxFailures": "4"}
+
+#: The interpreter of EMR's drivers and Python workers, where the bootstrap installs ``fruits``.
+CLUSTER_PYTHON = "/usr/bin/python3.11"
+
+#: ``%%configure`` fields Livy turns into these Spark settings; the rest go in its ``conf``.
+_LIVY_FIELDS = {"spark.executor.memory": "executorMemory", "spark.executor.cores": "executorCores"}
+
+
+def library_session() -> dict[str, str]:
+    """Settings of every session :func:`fruits.session.local_spark` builds.
+
+    Examples
+    --------
+    >>> library_session()["spark.sql.execution.arrow.maxRecordsPerBatch"]
+    '256'
+    """
+    return {**FEATURIZATION, **LIBRARY_SESSION}
+
+
+def emr_classifications() -> list[dict]:
+    """The ``spark-defaults`` and ``spark-env`` classifications of ``emr-config/configurations.json``.
+
+    ``spark.pyspark.python`` reaches Livy-launched sessions, where ``spark-env`` alone
+    may not; ``spark-env`` covers other launches.
+    """
+    python = {"spark.pyspark.python": CLUSTER_PYTHON, "spark.pyspark.driver.python": CLUSTER_PYTHON}
+    return [
+        {"Classification": "spark-defaults", "Properties": {**FEATURIZATION, **EXECUTOR, **CLUSTER, **python}},
+        {"Classification": "spark-env", "Configurations": [{
+            "Classification": "export",
+            "Properties": {"PYSPARK_PYTHON": CLUSTER_PYTHON, "PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON},
+        }]},
+    ]
+
+
+def livy_session() -> dict:
+    """The body of the cloud notebook's ``%%configure -f`` cell (Livy's ``POST /sessions``).
+
+    The session asks for the cluster's executor sizing and the featurization settings
+    itself, so it gets them on any cluster, not only on one built from ``emr-config/``.
+
+    Examples
+    --------
+    >>> body = livy_session()
+    >>> body["executorCores"], body["numExecutors"], body["conf"]["spark.executor.pyspark.memory"]
+    (4, 3, '9728m')
+    """
+    conf = {key: value for key, value in EXECUTOR.items() if key not in _LIVY_FIELDS}
+    return {
+        "driverMemory": DRIVER_MEMORY,
+        "executorMemory": EXECUTOR["spark.executor.memory"],
+        "executorCores": int(EXECUTOR["spark.executor.cores"]),
+        "numExecutors": EXECUTORS,
+        "conf": {**conf, **FEATURIZATION},
+    }
