@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from fruits import atomic
 from fruits.demo_data import generate_demo_images
-from fruits.layout import current_run, read_pointer
-from fruits.lease import Lease, LeaseLost, OutputBusy, holder
-from fruits.publish import PublishConflict, commit, pointer_token
-from fruits.layout import OutputLayout
+from fruits.storage import atomic, location
+from fruits.storage.layout import OutputLayout, current_run, read_pointer
+from fruits.storage.lease import Lease, LeaseLost, OutputBusy, holder
+from fruits.storage.publish import PublishConflict, commit, pointer_token
 from tests.test_emr import moto  # noqa: F401  (the moto server fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ def test_conditional_writes_let_exactly_one_writer_win(place):
 
 RACER = textwrap.dedent("""
     import os, sys, time
-    from fruits.lease import Lease, OutputBusy
+    from fruits.storage.lease import Lease, OutputBusy
     go = sys.argv[2]
     open(sys.argv[3], "w").close()
     while not os.path.exists(go):
@@ -164,7 +163,7 @@ def test_a_live_lease_refuses_naming_its_run_and_a_crashed_one_expires(place):
 def test_a_lease_of_a_dead_process_on_this_host_is_stale_at_once(place):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
-    from fruits import lease as lease_module
+    from fruits.storage import lease as lease_module
 
     document = json.loads(lease_module._encode(lease_module._document("crashed", place, 300)))
     document.update(pid=pid, process_started="1")
@@ -175,7 +174,7 @@ def test_a_lease_of_a_dead_process_on_this_host_is_stale_at_once(place):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from fruits.lease import Lease
+    from fruits.storage.lease import Lease
     lease = Lease.acquire(sys.argv[1], "long-run", ttl=float(sys.argv[2]))
     print("HELD", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -329,7 +328,6 @@ def _features_paths(run: str) -> frozenset:
 def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark, moto, tmp_path, monkeypatch):
     import boto3
 
-    from fruits.run import execute as pipeline_module
     from fruits.params import RunParams
     from fruits.run import execute, prepare
 
@@ -349,18 +347,16 @@ def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark
 
     uploads = {"count": 0}
 
-    def slow_upload(local, remote):  # fruits.publish.upload_run, widened: objects arrive one by one, slowly
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(remote.root)
-        for folder, _, files in os.walk(local.root):
+    def slow_upload(local_folder, target):  # fruits.storage.location.upload, widened: objects arrive slowly
+        fs, root = location.filesystem(target)
+        for folder, _, files in os.walk(local_folder):
             for name in files:
                 path = os.path.join(folder, name)
                 time.sleep(0.05)
-                fs.put_file(path, f"{root}/{os.path.relpath(path, local.root)}")
+                fs.put_file(path, f"{root}/{os.path.relpath(path, local_folder)}")
                 uploads["count"] += 1
 
-    monkeypatch.setattr(pipeline_module, "upload_run", slow_upload)
+    monkeypatch.setattr(location, "upload", slow_upload)
     outcome = {}
     writer = threading.Thread(target=lambda: outcome.update(result=run("b")), daemon=True)
     writer.start()
@@ -397,3 +393,43 @@ def test_fruits_run_refuses_a_busy_output_before_any_kernel(tmp_path):
     assert "error: output_dir" in result.stderr and "is being written by another run: run elsewhere-1 on host " \
            "some-other-host (pid 4242), started 2024-01-31T12:00:00+00:00" in result.stderr
     assert "Executing notebook" not in result.stderr and sorted(p.name for p in out.iterdir()) == [".lease.json"]
+
+
+def test_fruits_project_reads_a_run_in_a_bucket_and_publishes_into_a_bucket(spark, moto, tmp_path, monkeypatch):
+    """``fruits project`` between two s3:// folders (moto) with a Spark that has no S3 connector: the run's
+    classifier is found and applied, the projection is published through the pointer, and no local copy stays."""
+    import tempfile
+
+    import boto3
+    import pyarrow.parquet as pq
+
+    from fruits.demo_data import CLASSES, generate_demo_training_images
+    from fruits.params import RunParams
+    from fruits.run import execute, prepare
+    from fruits.run.projection import project_images
+
+    bucket = f"fruits-project-{os.getpid()}"
+    boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration=REGION)
+    classes = CLASSES[:3]
+    images = generate_demo_images(tmp_path / "images", per_class=5, seed=41, classes=classes)
+    train = generate_demo_training_images(images, per_class=5, seed=41, classes=classes)
+    run_output, projected_output = f"s3://{bucket}/runs/evaluated", f"s3://{bucket}/projected"
+    result = execute(spark, prepare(RunParams(input_path=str(images), output_dir=run_output, weights="random", k=4,
+                                              train_path=str(train))))
+    labels = result.manifest["evaluation"]["labels"]
+    assert location.exists(f"{current_run(run_output)}/classifier")
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the mirrors and model copies go
+    document = project_images(spark, run_output, str(images), projected_output)
+    assert document["classifier"] is True and document["run"] == current_run(run_output)
+    assert document["counts"] == {"input": 16, "projected": 15, "rejected": 1}  # the demo marker file: rejected
+    projected = current_run(projected_output)
+    assert projected == f"{projected_output}/runs/{document['projection_id']}"
+    fs, path = location.filesystem(f"{projected}/projected")
+    rows = pq.read_table(path, filesystem=fs).to_pylist()
+    assert len(rows) == 15 and {row["predicted_label"] for row in rows} <= set(labels)
+    assert all(0 < row["probability"] <= 1 and len(row["pca_features"]) == 4 for row in rows)
+    assert os.listdir(scratch) == [], "the local mirror and the models' copy are removed"
+    assert holder(projected_output) is None

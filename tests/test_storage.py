@@ -13,6 +13,9 @@ import uuid
 import pytest
 
 from fruits.storage import location
+from fruits.storage.layout import current_layout
+from fruits.storage.lease import Lease, LeaseLost
+from fruits.storage.publish import PublishConflict, pointer_token
 from fruits.storage.staged import staged_run
 from tests.conftest import moto_server
 
@@ -107,8 +110,6 @@ def test_readable_copy_brings_only_the_named_entries_home(place):
 # --- the staged publish -------------------------------------------------------------------------------
 
 def _publish(place: str, run_id: str, text: str, **options):
-    from fruits.publish import pointer_token
-
     with staged_run(place, run_id, expected=pointer_token(place), **options) as staged:
         _write(staged.layout.manifest, json.dumps({"run_id": run_id, "text": text}))
         _write(f"{staged.layout.features}/part-0", text)
@@ -116,8 +117,6 @@ def _publish(place: str, run_id: str, text: str, **options):
 
 
 def _current(place: str) -> dict:
-    from fruits.layout import current_layout
-
     return json.loads(_read(current_layout(place).manifest))
 
 
@@ -134,8 +133,6 @@ def test_a_staged_run_becomes_current_only_when_its_body_succeeded(place, spark_
         assert first.readable == first.published
 
     for failure in (RuntimeError("the featurization failed"), KeyboardInterrupt()):
-        from fruits.publish import pointer_token
-
         with pytest.raises(type(failure)):
             with staged_run(place, "r2", expected=pointer_token(place), spark_writable=spark_writable) as staged:
                 _write(staged.layout.manifest, json.dumps({"run_id": "r2"}))
@@ -151,8 +148,6 @@ def test_a_staged_run_becomes_current_only_when_its_body_succeeded(place, spark_
 
 
 def test_a_run_whose_starting_point_moved_publishes_nothing(place):
-    from fruits.publish import PublishConflict, pointer_token
-
     _publish(place, "a", "a")
     started_from = pointer_token(place)
     _publish(place, "b", "b")  # another run published meanwhile
@@ -163,8 +158,6 @@ def test_a_run_whose_starting_point_moved_publishes_nothing(place):
 
 
 def test_a_run_that_lost_its_lease_publishes_nothing_and_leftovers_of_killed_runs_go(place):
-    from fruits.lease import Lease, LeaseLost
-
     if not location.is_remote(place):
         _write(f"{place}/.staging-killed/features/part-0", "left by a killed run")
     lease = Lease.acquire(place, "mine", heartbeat=False)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fruits.storage import location
+
 #: Name of the environment variable that points at MobileNetV2 weights.
 WEIGHTS_ENV = "FRUITS_WEIGHTS"
 #: Name of the environment variable that points at the int8 TFLite model.
@@ -85,7 +87,7 @@ def absolute_location(path: str) -> str:
     >>> absolute_location("s3://bucket/run")
     's3://bucket/run'
     """
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+    return location.absolute(path)
 
 
 def positive_seconds(value, *, name: str, variable: str, default: float, environ=None) -> float:

@@ -1,7 +1,7 @@
 """Small objects changed in one atomic step, on a local disk and on S3.
 
-The output lease (:mod:`fruits.lease`) and the current-run pointer
-(:mod:`fruits.publish`) need three operations that another writer cannot
+The output lease (:mod:`fruits.storage.lease`) and the current-run pointer
+(:mod:`fruits.storage.publish`) need three operations that another writer cannot
 interleave with:
 
 - **create** an object only if its name is free;

@@ -7,7 +7,7 @@ An output folder holds one folder per run and a pointer to the current one::
 
     OUTPUT/current.json          {"run_id": ..., "run": "runs/<run id>", "runs": [newest first]}
     OUTPUT/runs/<run id>/        features/ pca/ pca_model/ rejected/ inventory/ manifest.json ...
-    OUTPUT/.lease.json           while a run writes (see fruits.lease)
+    OUTPUT/.lease.json           while a run writes (see fruits.storage.lease)
 
 Read a run through the pointer, never by listing ``OUTPUT`` (see :func:`current_run`):
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-#: The pointer to the current run, written last and in one atomic step (see fruits.publish).
+#: The pointer to the current run, written last and in one atomic step (see fruits.storage.publish).
 POINTER_NAME = "current.json"
 #: Folder of the runs, one sub-folder per run id.
 RUNS_FOLDER = "runs"
@@ -115,7 +115,7 @@ def run_layout(output_dir: str, run_id: str) -> OutputLayout:
 
 def read_pointer(output_dir: str) -> dict | None:
     """The pointer document of ``output_dir`` (one atomic read), or ``None`` if no run was published."""
-    from fruits import atomic
+    from fruits.storage import atomic
 
     version = atomic.read(f"{output_dir.rstrip('/')}/{POINTER_NAME}")
     return None if version is None else json.loads(version.data)
@@ -143,11 +143,9 @@ def current_run(output_dir: str) -> str:
     pointer = read_pointer(output_dir)
     if pointer is not None:
         return f"{output_dir}/{pointer['run']}"
-    import fsspec
+    from fruits.storage import location
 
-    fs, path = fsspec.core.url_to_fs(OutputLayout(output_dir).manifest)
-    fs.invalidate_cache()
-    if fs.exists(path):
+    if location.exists(OutputLayout(output_dir).manifest):
         return output_dir
     raise NoRunError(f"{output_dir!r} holds no published run (no {POINTER_NAME}, no manifest.json)")
 
@@ -164,7 +162,6 @@ def holds_run(output_dir: str) -> bool:
         return True
     except NoRunError:
         pass
-    import fsspec
+    from fruits.storage import location
 
-    fs, path = fsspec.core.url_to_fs(OutputLayout(output_dir).features)
-    return fs.exists(path)
+    return location.exists(OutputLayout(output_dir).features)

@@ -6,7 +6,7 @@ takes the output's lease, ``OUTPUT/.lease.json``, before Spark starts, and a
 second run refuses with a message naming the holder: its run id, host, process
 id and start time.
 
-- **Taking it** is one conditional write (:mod:`fruits.atomic`): create-if-absent
+- **Taking it** is one conditional write (:mod:`fruits.storage.atomic`): create-if-absent
   (S3 ``If-None-Match: *``; a hard link, like ``O_EXCL``, on disk), or replace a
   stale lease only if it is still the version judged stale (S3 ``If-Match``).
   Of two runs starting together, exactly one wins.
@@ -32,7 +32,8 @@ import socket
 import threading
 import time
 
-from fruits import atomic, config
+from fruits import config
+from fruits.storage import atomic
 
 LEASE_NAME = ".lease.json"
 DEFAULT_LEASE_SECONDS = 300.0

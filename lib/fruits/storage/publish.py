@@ -11,7 +11,7 @@ pointer ``OUTPUT/current.json`` to it, in one step:
   the new pointer, never a mix, and a run whose starting point moved publishes nothing;
 - on a local disk (or HDFS) a write to a temporary file and one ``rename(2)``.
 
-Readers resolve the pointer first (:func:`fruits.layout.current_run`) and read
+Readers resolve the pointer first (:func:`fruits.storage.layout.current_run`) and read
 only under the folder it names. A failed or killed run never moves the pointer,
 so the current run stays intact and readable.
 
@@ -23,20 +23,20 @@ the pointer does not name). The pointer keeps the ``keep_runs`` newest runs
 (default 2: the current one and the one before, so a reader that resolved the
 pointer just before a publish can finish); older run folders and leftovers of
 killed runs are deleted after the pointer moved, by the run that holds the
-output's lease (:mod:`fruits.lease`).
+output's lease (:mod:`fruits.storage.lease`).
+
+Callers do not string these steps together themselves: :func:`fruits.storage.staged.staged_run`
+is the whole transaction (stage, complete, commit; discard on failure).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
 
-import fsspec
-
-from fruits import atomic
-from fruits.layout import POINTER_NAME, RUNS_FOLDER, OutputLayout, run_layout
+from fruits.storage import atomic, location
+from fruits.storage.layout import POINTER_NAME, RUNS_FOLDER, OutputLayout, run_layout
 
 STAGING_PREFIX = ".staging-"
 PREVIOUS_PREFIX = ".previous-"  # left by runs of versions that swapped folders in place
@@ -54,16 +54,9 @@ def new_run_id() -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def is_object_store(url: str) -> bool:
-    """True for ``s3://`` (and other stores without a rename); False for local paths and HDFS."""
-    if "://" not in url or url.startswith("file:"):
-        return False
-    return url.split("://", 1)[0] in ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "wasb", "wasbs")
-
-
 def staging_layout(final: OutputLayout, run_id: str) -> OutputLayout:
     """Where run ``run_id`` writes while it works (see the module docstring)."""
-    if is_object_store(final.root):
+    if location.is_object_store(final.root):
         return run_layout(final.root, run_id)
     return OutputLayout(f"{final.root.rstrip('/')}/{STAGING_PREFIX}{run_id}")
 
@@ -73,8 +66,7 @@ def remove_stale_staging(final: OutputLayout) -> list[str]:
 
     Only the holder of the output's lease may call this: it deletes any run's staging.
     """
-    fs, root = fsspec.core.url_to_fs(final.root)
-    fs.invalidate_cache()
+    fs, root = location.filesystem(final.root)
     if not fs.exists(root):
         return []
     removed = []
@@ -90,26 +82,11 @@ def complete(staged: OutputLayout, final: OutputLayout, run_id: str) -> OutputLa
     """Move a finished staging folder to ``runs/<run id>/`` (one rename; nothing to do on S3)."""
     target = run_layout(final.root, run_id)
     if staged.root.rstrip("/") != target.root.rstrip("/"):
-        fs, source = fsspec.core.url_to_fs(staged.root)
-        _, destination = fsspec.core.url_to_fs(target.root)
+        fs, source = location.filesystem(staged.root)
+        _, destination = location.filesystem(target.root)
         fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
         fs.mv(source, destination, recursive=True)
     return target
-
-
-def upload_run(local: OutputLayout, remote: OutputLayout) -> None:
-    """Copy a finished local run folder to a remote run folder, file by file.
-
-    Object by object is fine here: nothing reads the remote folder before the
-    pointer names it.
-    """
-    fs, remote_root = fsspec.core.url_to_fs(remote.root)
-    for folder, _, files in os.walk(local.root):
-        for file_name in files:
-            path = os.path.join(folder, file_name)
-            relative = os.path.relpath(path, local.root).replace(os.sep, "/")
-            fs.put_file(path, f"{remote_root.rstrip('/')}/{relative}")
-    fs.invalidate_cache()
 
 
 def pointer_token(output_dir: str) -> str | None:
@@ -133,7 +110,7 @@ def commit(final: OutputLayout, run_id: str, *, expected: str | None, keep: int 
         if there was none. The pointer is replaced only if it is still that version.
     keep : int
         Runs kept, the new one included.
-    lease : fruits.lease.Lease, optional
+    lease : fruits.storage.lease.Lease, optional
         Checked (renewed) just before the pointer moves.
 
     Returns
@@ -145,7 +122,7 @@ def commit(final: OutputLayout, run_id: str, *, expected: str | None, keep: int 
     ------
     PublishConflict
         The pointer is no longer ``expected``: another run published meanwhile.
-    fruits.lease.LeaseLost
+    fruits.storage.lease.LeaseLost
         This run no longer holds the output's lease.
     """
     if lease is not None:
@@ -178,8 +155,7 @@ def prune(final: OutputLayout, keep_run_ids: list[str]) -> list[str]:
     """
     import warnings
 
-    fs, root = fsspec.core.url_to_fs(final.root)
-    fs.invalidate_cache()
+    fs, root = location.filesystem(final.root)
     removed = []
     runs = f"{root.rstrip('/')}/{RUNS_FOLDER}"
     try:
@@ -193,26 +169,6 @@ def prune(final: OutputLayout, keep_run_ids: list[str]) -> list[str]:
         warnings.warn(f"could not prune old runs under {final.root}: {exc}", RuntimeWarning, stacklevel=2)
     fs.invalidate_cache()
     return removed
-
-
-def discard(staged: OutputLayout) -> None:
-    """Remove a staging or unpublished run folder (after a failure)."""
-    remove_path(staged.root)
-
-
-def path_exists(path: str) -> bool:
-    """True if a local path or fsspec URL exists."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.invalidate_cache()
-    return fs.exists(fs_path)
-
-
-def remove_path(path: str) -> None:
-    """Delete a file or folder, local or remote, if it exists."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.invalidate_cache()
-    if fs.exists(fs_path):
-        fs.rm(fs_path, recursive=True)
 
 
 def _conflict(final: OutputLayout, run_id: str, now) -> PublishConflict:

@@ -14,7 +14,8 @@ transaction, so both callers do it the same way::
 When Spark cannot write the output's scheme (a local pyspark has no S3
 connector), the run writes into a local mirror instead, uploaded to
 ``runs/<run id>/`` once the body succeeded and before the pointer moves; the
-mirror stays for reading (``staged.readable``) and is the caller's to remove.
+mirror stays for reading (``staged.readable``) until the caller calls
+``staged.remove_mirror()``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import os
 import tempfile
 import warnings
 
-from fruits.layout import OutputLayout, run_layout
-from fruits.publish import DEFAULT_KEEP_RUNS, commit, complete, remove_stale_staging, staging_layout
+from fruits.storage.layout import OutputLayout, run_layout
+from fruits.storage.publish import DEFAULT_KEEP_RUNS, commit, complete, remove_stale_staging, staging_layout
 from fruits.storage import location
 
 
@@ -45,6 +46,11 @@ class StagedRun:
     def readable(self) -> OutputLayout:
         """After the commit, where this process's Spark can read the run: the mirror, or the run folder."""
         return self.layout if self.mirrored else self.published
+
+    def remove_mirror(self) -> None:
+        """Remove the local mirror once nothing reads it any more (nothing to do without one)."""
+        if self.mirrored:
+            location.remove(os.path.dirname(self.layout.root))
 
 
 @contextlib.contextmanager
