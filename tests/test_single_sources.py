@@ -97,10 +97,18 @@ def test_derived_copies_are_in_step_with_their_sources():
     assert result.returncode == 0, result.stderr
 
 
-def _drift_parameter_default(root):
-    path = root / "notebooks" / "01-featurize-local.py"
-    path.write_text(path.read_text().replace("\nk = 50 ", "\nk = 40 ", 1))
+def _replace(root, name, old, new):
+    path = root / name
+    path.write_text(path.read_text().replace(old, new, 1))
     return path
+
+
+def _drift_parameter_default(root):
+    return _replace(root, "notebooks/01-featurize-local.py", "\nk = 50 ", "\nk = 40 ")
+
+
+def _drift_configure_cell(root):
+    return _replace(root, "notebooks/02-featurize-emr.py", '"executorMemory": "1g"', '"executorMemory": "2g"')
 
 
 def _drift_parameter_order(root):
@@ -109,12 +117,6 @@ def _drift_parameter_order(root):
     k = next(i for i, line in enumerate(lines) if line.startswith("k = "))
     lines[k], lines[k + 1] = lines[k + 1], lines[k]
     path.write_text("\n".join(lines))
-    return path
-
-
-def _drift_configure_cell(root):
-    path = root / "notebooks" / "02-featurize-emr.py"
-    path.write_text(path.read_text().replace('"executorMemory": "1g"', '"executorMemory": "2g"', 1))
     return path
 
 
