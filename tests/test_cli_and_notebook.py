@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fruits.demo_data import CLASSES, DEMO_PER_CLASS
-from fruits.layout import current_run
+from fruits.storage.layout import current_run
 from tests.conftest import copy_slice
 
 ROOT = Path(__file__).resolve().parents[1]

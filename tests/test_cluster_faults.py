@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from fruits.demo_data import generate_demo_images
-from fruits.layout import current_run
+from fruits.storage.layout import current_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent

@@ -163,7 +163,7 @@ def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
     result = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
                     "-p", "weights", "random", "-p", "k", "4", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
-    from fruits.layout import current_run
+    from fruits.storage.layout import current_run
 
     fs = s3fs.S3FileSystem()
     run = current_run(f"s3://{bucket}/runs/one").removeprefix("s3://")

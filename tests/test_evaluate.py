@@ -9,7 +9,7 @@ import pytest
 
 from fruits.demo_data import CLASSES, generate_demo_images, generate_demo_training_images
 from fruits.evaluate import scores
-from fruits.layout import current_run
+from fruits.storage.layout import current_run
 from fruits.params import RunParams
 from fruits.run import execute, prepare
 from fruits.run.projection import IncompatibleRunError, project_images

@@ -19,7 +19,7 @@ import nbformat
 import papermill
 import pytest
 
-from fruits.layout import current_run
+from fruits.storage.layout import current_run
 from fruits.livy.client import KERNEL_NAME, sparkmagic_environment
 from fruits.livy.server import LivyDouble
 from tests.conftest import copy_slice

@@ -4,7 +4,7 @@ import pytest
 from pyspark.ml.feature import PCAModel
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruits.layout import OutputLayout
+from fruits.storage.layout import OutputLayout
 from fruits.params import RunParams
 from fruits.run import execute, prepare
 

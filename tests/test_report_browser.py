@@ -308,7 +308,7 @@ def hover_first_point(page) -> dict:
 
 
 def current_run(output_dir: str) -> str:
-    from fruits.layout import current_run as resolve
+    from fruits.storage.layout import current_run as resolve
 
     return resolve(output_dir)
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from fruits.run import steps as run_steps
 from fruits.demo_data import generate_demo_images
-from fruits.layout import current_run
+from fruits.storage.layout import current_run
 from fruits.listing import UNLABELLED
 from fruits.params import RunParams
 from fruits.run import execute, prepare

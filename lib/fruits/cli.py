@@ -26,9 +26,10 @@ from typing import Any, Sequence
 import yaml
 
 from fruits import config
-from fruits.layout import OutputLayout, run_layout
+from fruits.storage.layout import OutputLayout, run_layout
 from fruits.params import RunParams
-from fruits.publish import new_run_id
+from fruits.storage import location
+from fruits.storage.publish import new_run_id
 from fruits.report import CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -186,8 +187,8 @@ def run_command(args) -> int:
         )
         return EXIT_FAILED
     render_html(executed, report)
-    _deliver(executed, layout.notebook)
-    _deliver(report, layout.report)
+    location.deliver(executed, layout.notebook)
+    location.deliver(report, layout.report)
     shutil.rmtree(scratch, ignore_errors=True)
     for banner in _banners(layout):
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
@@ -197,10 +198,10 @@ def run_command(args) -> int:
 
 def _refuse_a_busy_output(output_dir: str) -> None:
     """Refuse before any kernel starts if a live run holds the output's lease (the run itself checks again)."""
-    from fruits.lease import OutputBusy, describe, holder, stale_reason
+    from fruits.storage.lease import OutputBusy, describe, holder, stale_reason
 
     try:
-        other = holder(output_dir) if "://" in output_dir or os.path.isdir(output_dir) else None
+        other = holder(output_dir) if location.is_remote(output_dir) or os.path.isdir(output_dir) else None
     except OSError:  # an unreachable bucket: the run's own checks say so, with the parameter's name
         return
     if other is not None and stale_reason(other) is None:
@@ -212,13 +213,11 @@ def _notebook_source(args, scratch: str) -> str:
     """The notebook to run: ``--notebook`` (fetched first when it is an ``s3://`` URL) or the default."""
     default = CLOUD_NOTEBOOK if args.livy else LOCAL_NOTEBOOK
     source = args.notebook or str(config.notebooks_dir() / default)
-    if "://" in source:
-        import fsspec
-
+    if location.is_remote(source):
         local = os.path.join(scratch, os.path.basename(source))
-        fs, path = fsspec.core.url_to_fs(source)
-        fs.get_file(path, local)
+        location.copy(source, local)
         return local
+    source = location.local_path(source)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"notebook {source} not found (set FRUITS_NOTEBOOKS or --notebook)")
     return source
@@ -246,7 +245,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 
 
 def project_command_line(args) -> int:
-    from fruits.lease import OutputBusy
+    from fruits.storage.lease import OutputBusy
     from fruits.listing import InputError
     from fruits.run.projection import project_images
     from fruits.session import local_spark
@@ -284,18 +283,6 @@ def tunnel_command_line(args) -> int:
     from fruits.tunnel import run_command as run_tunnel  # SSM port forward by default, SSH opt-in
 
     return run_tunnel(args)
-
-
-def _deliver(local: str, target: str) -> None:
-    """Move a finished file into the output folder, local or ``s3://``."""
-    if "://" not in target:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.move(local, target)
-        return
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(target)
-    fs.put_file(local, path)
 
 
 def _banners(layout: OutputLayout) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits.layout import OutputLayout
+from fruits.storage.layout import OutputLayout
 from fruits.listing import InputFile, Listing
 
 INVENTORY_SCHEMA = "path string, size long, modified double"

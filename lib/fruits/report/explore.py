@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pandas as pd
 
-from fruits.layout import OutputLayout
+from fruits.storage.layout import OutputLayout
 from fruits.listing import Listing
 
 

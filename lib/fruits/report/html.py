@@ -119,7 +119,7 @@ def run_outputs(notebook) -> str | None:
     recorded an exception, the notebook has no ``output_dir`` parameter, or the run's
     manifest predates this execution (a previous run's outputs).
     """
-    from fruits.layout import NoRunError, OutputLayout, current_run, run_layout
+    from fruits.storage.layout import NoRunError, OutputLayout, current_run, run_layout
     from fruits.manifest import read_json
 
     papermill = notebook.metadata.get("papermill", {})

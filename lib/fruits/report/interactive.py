@@ -19,7 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from fruits.layout import OutputLayout
+from fruits.storage.layout import OutputLayout
 
 #: Element ids the browser test (and a reader's own scripts) can rely on.
 MAP_ID = "fruits-map-plot"

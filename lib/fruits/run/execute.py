@@ -4,24 +4,27 @@ plan → read → featurize → write → reduce → evaluate → publish.
 :func:`fruits.run.plan.prepare` is the *plan* step (no Spark); :func:`execute` runs
 the Spark steps of :mod:`fruits.run.steps` into the run's staging folder, writes the
 manifest (:mod:`fruits.run.manifest`) and publishes: ``OUTPUT/runs/<run id>/``
-becomes the current run (:mod:`fruits.publish`) only once every output is written.
+becomes the current run (:mod:`fruits.storage.publish`) only once every output is written.
 ``execute`` releases the output's lease that ``prepare`` took.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from fruits.layout import OutputLayout, run_layout
 from fruits.loading import spark_can_access
 from fruits.progress import spark_progress
-from fruits.publish import commit, complete, discard, remove_stale_staging, staging_layout, upload_run
 from fruits.reduce import PcaResult
 from fruits.run import steps
-from fruits.run.manifest import OUTPUTS, build_manifest, write_json
+from fruits.run.manifest import build_manifest, write_json
 from fruits.run.plan import PreparedRun
+from fruits.storage import location
+from fruits.storage.layout import OutputLayout
+from fruits.storage.staged import staged_run
 from fruits.timing import StageTimer
+
+#: What an incremental run reads back from the previous run.
+_PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")
 
 
 @dataclasses.dataclass
@@ -59,20 +62,32 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
 
     Raises
     ------
-    fruits.lease.LeaseLost, fruits.publish.PublishConflict
+    fruits.storage.lease.LeaseLost, fruits.storage.publish.PublishConflict
         Another run took the output over while this one worked; nothing was published.
 
     Notes
     -----
     The current run does not change until every output of this one is written: a
-    failed or interrupted run leaves it as it was (see :mod:`fruits.publish`).
+    failed or interrupted run leaves it as it was (see :mod:`fruits.storage.publish`).
     """
+    writable = spark_can_access(spark, prepared.layout.root)
+    work, previous_copy = prepared, None
     try:
-        if not spark_can_access(spark, prepared.layout.root):
-            return _execute_via_local_mirror(spark, prepared)
-        return _execute_and_publish(spark, prepared)
+        if not writable and prepared.previous is not None and prepared.previous_layout is not None:
+            # Spark reads the previous run an incremental run builds on: a local copy of what it needs.
+            previous_copy = location.readable_copy(prepared.previous_layout.root, _PREVIOUS_OUTPUTS,
+                                                   prefix="fruits-previous-")
+            work = dataclasses.replace(prepared, previous_layout=OutputLayout(previous_copy))
+        with staged_run(prepared.layout.root, prepared.run_id, lease=prepared.lease,
+                        expected=prepared.pointer_token, keep=prepared.params.keep_runs,
+                        spark_writable=writable) as staged:
+            manifest, pca = run_steps(spark, work, staged.layout)
     finally:
         prepared.release()
+        if previous_copy is not None:
+            location.remove(previous_copy)
+    # Without an S3 connector the report reads the local mirror of the published run.
+    return RunResult(prepared=prepared, manifest=manifest, pca=pca, published=staged.readable)
 
 
 def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict, PcaResult]:
@@ -99,64 +114,3 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
     )
     write_json(manifest, staged.manifest)
     return manifest, pca
-
-
-def _execute_and_publish(spark, prepared: PreparedRun) -> RunResult:
-    final = prepared.layout
-    remove_stale_staging(final)  # leftovers of killed runs: this run holds the lease
-    staged = staging_layout(final, prepared.run_id)
-    published = run_layout(final.root, prepared.run_id)
-    try:
-        manifest, pca = run_steps(spark, prepared, staged)
-        complete(staged, final, prepared.run_id)
-        commit(final, prepared.run_id, expected=prepared.pointer_token, keep=prepared.params.keep_runs,
-               lease=prepared.lease)
-    except BaseException:
-        discard(staged)
-        discard(published)
-        raise
-    return RunResult(prepared=prepared, manifest=manifest, pca=pca, published=published)
-
-
-#: What an incremental run reads back from the previous run.
-_PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")
-
-
-def _execute_via_local_mirror(spark, prepared: PreparedRun) -> RunResult:
-    """Run against a local mirror of a remote output folder, then upload it and publish.
-
-    For Spark builds that cannot write the output's scheme (a local pyspark has no S3
-    connector). The previous run's outputs an incremental run needs are downloaded
-    first; the run is uploaded to ``runs/<run id>/`` and then made current, like a
-    run that wrote there itself. The result's layout is the local mirror's run
-    folder, so the report can read it.
-    """
-    import tempfile
-
-    import fsspec
-
-    remote = prepared.layout
-    mirror = OutputLayout(tempfile.mkdtemp(prefix="fruits-mirror-"))
-    remove_stale_staging(remote)  # this run holds the lease
-    previous_layout = None
-    if prepared.previous is not None and prepared.previous_layout is not None:
-        previous_layout = OutputLayout(mirror.root + "-previous")  # beside the mirror: pruning there spares it
-        fs, root = fsspec.core.url_to_fs(prepared.previous_layout.root)
-        for name in _PREVIOUS_OUTPUTS:
-            source = f"{root.rstrip('/')}/{name}"
-            if fs.exists(source):
-                fs.get(source, os.path.join(previous_layout.root, name), recursive=True)
-    local = _execute_and_publish(spark, dataclasses.replace(
-        prepared, layout=mirror, lease=None, pointer_token=None, previous_layout=previous_layout))
-    published = run_layout(remote.root, prepared.run_id)
-    manifest = dict(local.manifest, output_dir=remote.root, run_dir=published.root,
-                    outputs={name: getattr(published, name) for name in OUTPUTS})
-    write_json(manifest, local.layout.manifest)
-    try:
-        upload_run(local.layout, published)
-        commit(remote, prepared.run_id, expected=prepared.pointer_token, keep=prepared.params.keep_runs,
-               lease=prepared.lease)
-    except BaseException:
-        discard(published)
-        raise
-    return RunResult(prepared=prepared, manifest=manifest, pca=local.pca, published=local.layout)

@@ -68,7 +68,7 @@ def build_manifest(spark, prepared: PreparedRun, *, increment: Increment, counts
                    pca: PcaResult, pca_reused: bool, partitions: int, timer: StageTimer,
                    evaluation: dict | None) -> dict:
     """The manifest of a finished run: parameters, weights, engine, Spark, counts, PCA, timings, outputs."""
-    from fruits.layout import run_layout
+    from fruits.storage.layout import run_layout
 
     params, final = prepared.params, prepared.layout
     published = run_layout(final.root, prepared.run_id)

@@ -2,7 +2,7 @@
 
 ``prepare(params)`` validates the parameters, generates the demo images if needed,
 lists the input, checks the output folder, loads the weights and prepares the
-engine on the driver, then takes the output's lease (:mod:`fruits.lease`): while a
+engine on the driver, then takes the output's lease (:mod:`fruits.storage.lease`): while a
 run is in progress, a second run into the same output refuses, naming it. Any
 mistake is reported here, before a Spark session exists; the notebooks show that by
 calling it before they start Spark.
@@ -15,11 +15,12 @@ import dataclasses
 from fruits import config, incremental
 from fruits.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.engines import PreparedEngine, prepare_engine
-from fruits.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
-from fruits.lease import Lease
+from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
+from fruits.storage.lease import Lease
 from fruits.listing import Listing, list_inputs
 from fruits.params import RunParams
-from fruits.publish import new_run_id, path_exists, pointer_token
+from fruits.storage import location
+from fruits.storage.publish import new_run_id, pointer_token
 from fruits.run.manifest import read_json
 from fruits.weights import RANDOM_WARNING, ResolvedWeights, resolve_tflite, resolve_weights
 
@@ -39,7 +40,7 @@ class PreparedRun:
     train_listing: Listing | None = None
     #: The output's lease, held from :func:`prepare` until :func:`fruits.run.execute` ends.
     lease: Lease | None = None
-    #: The pointer this run started from (its token), published against (see fruits.publish.commit).
+    #: The pointer this run started from (its token), published against (see fruits.storage.publish.commit).
     pointer_token: str | None = None
     #: The run that was current when this one was prepared (what an incremental run builds on).
     previous_layout: OutputLayout | None = None
@@ -73,7 +74,7 @@ def prepare(params: RunParams) -> PreparedRun:
         (:class:`fruits.listing.InputError`), or an output folder that cannot be used.
     fruits.weights.MissingWeightsError
         No usable weights outside the demo.
-    fruits.lease.OutputBusy
+    fruits.storage.lease.OutputBusy
         Another run is writing into the output folder; the message names it.
     """
     params.validate()
@@ -104,7 +105,7 @@ def prepare(params: RunParams) -> PreparedRun:
     lease = Lease.acquire(output_dir, run_id)
     try:
         check_output_dir(output_dir, input_path, params.mode)  # again: a run may have finished meanwhile
-        if path_exists(run_layout(output_dir, run_id).root):
+        if location.exists(run_layout(output_dir, run_id).root):
             raise ValueError(f"run_id {run_id!r} is taken: {run_layout(output_dir, run_id).root} exists")
         token = pointer_token(output_dir)
         previous = None
@@ -115,7 +116,7 @@ def prepare(params: RunParams) -> PreparedRun:
         if params.mode == "incremental" and previous_layout is not None:
             previous = read_json(previous_layout.manifest)
             incremental.check_compatible(previous, engine.sha256, params.image_size)
-            if not path_exists(previous_layout.inventory):
+            if not location.exists(previous_layout.inventory):
                 raise ValueError(
                     f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
                     "use mode='overwrite' once."

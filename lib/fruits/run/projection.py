@@ -9,19 +9,16 @@ features of different weights would silently give meaningless coordinates.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 from fruits.engines import prepare_engine
 from fruits.featurize import choose_partitions, featurize_and_split
-from fruits.layout import OutputLayout, current_run, holds_run, run_layout
-from fruits.lease import Lease
 from fruits.listing import list_inputs
 from fruits.loading import read_images, spark_can_access
 from fruits.run.manifest import read_json, utc_now, write_json
-from fruits.publish import (commit, complete, discard, new_run_id, path_exists, pointer_token, remove_path,
-                            remove_stale_staging, staging_layout)
+from fruits.storage import location
+from fruits.storage.layout import OutputLayout, current_run, holds_run
+from fruits.storage.lease import Lease
+from fruits.storage.publish import new_run_id, pointer_token
+from fruits.storage.staged import staged_run
 from fruits.weights import RANDOM, resolve_tflite, resolve_weights
 
 
@@ -56,7 +53,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     ------
     IncompatibleRunError
         ``run_dir`` is not a run, or these weights differ from the run's.
-    fruits.lease.OutputBusy
+    fruits.storage.lease.OutputBusy
         Another run or projection is writing into ``output_dir``.
     """
     from pyspark.ml.classification import LogisticRegressionModel
@@ -87,56 +84,52 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
                             calibration=manifest["engine"].get("calibration"))
     run_id = new_run_id()
     lease = Lease.acquire(out.root, run_id)
-    staged = staging_layout(out, run_id)
     models = run
     try:
         if holds_run(out.root) and not overwrite:
             raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
-        expected = pointer_token(out.root)
-        remove_stale_staging(out)
-        images, not_read = read_images(spark, listing.root, listing.images)
-        outcome = featurize_and_split(
-            images, not_read, engine, skipped=listing.skipped, raw_path=staged.staging,
-            batch_size=manifest["engine"]["batch_size"], threads_per_task=manifest["engine"]["threads_per_task"],
-            partitions=choose_partitions(spark, len(listing.images), None),
-        )
-        models = _models_spark_can_read(spark, run)
-        projected = project(PCAModel.load(models.pca_model), outcome.features)
-        labels = (manifest.get("evaluation") or {}).get("labels")
-        classified = bool(labels) and path_exists(run.classifier)
-        if classified:
-            from pyspark.ml.functions import array_to_vector
-
-            classifier = LogisticRegressionModel.load(models.classifier)
-            scored = classifier.transform(projected.withColumn(PCA_VECTOR_COL, array_to_vector("pca_features")))
-            names = F.array(*[F.lit(name) for name in labels])
-            projected = scored.select(
-                "path", "label", "pca_features",
-                F.element_at(names, F.col("prediction").cast("int") + 1).alias("predicted_label"),
-                F.array_max(vector_to_array("probability")).alias("probability"),
+        with staged_run(out.root, run_id, lease=lease, expected=pointer_token(out.root),
+                        spark_writable=spark_can_access(spark, out.root)) as staged:
+            staging = staged.layout
+            images, not_read = read_images(spark, listing.root, listing.images)
+            outcome = featurize_and_split(
+                images, not_read, engine, skipped=listing.skipped, raw_path=staging.staging,
+                batch_size=manifest["engine"]["batch_size"],
+                threads_per_task=manifest["engine"]["threads_per_task"],
+                partitions=choose_partitions(spark, len(listing.images), None),
             )
-        projected.write.mode("overwrite").parquet(staged.projected)
-        outcome.rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
-        count = spark.read.parquet(staged.projected).count()
-        document = {
-            "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"], "projection_id": run_id,
-            "input_path": listing.root, "weights": {"source": resolved.source, "sha256": resolved.sha256},
-            "engine": manifest["engine"], "k": manifest["k"], "classifier": classified,
-            "counts": {"input": listing.total, "projected": count,
-                       "rejected": spark.read.parquet(staged.rejected).count()},
-        }
-        remove_path(staged.staging)
-        write_json(document, staged.manifest)
-        complete(staged, out, run_id)
-        commit(out, run_id, expected=expected, lease=lease)
-    except BaseException:
-        discard(staged)
-        discard(run_layout(out.root, run_id))
-        raise
+            models = _models_spark_can_read(spark, run)
+            projected = project(PCAModel.load(models.pca_model), outcome.features)
+            labels = (manifest.get("evaluation") or {}).get("labels")
+            classified = bool(labels) and location.exists(run.classifier)
+            if classified:
+                from pyspark.ml.functions import array_to_vector
+
+                classifier = LogisticRegressionModel.load(models.classifier)
+                scored = classifier.transform(projected.withColumn(PCA_VECTOR_COL, array_to_vector("pca_features")))
+                names = F.array(*[F.lit(name) for name in labels])
+                projected = scored.select(
+                    "path", "label", "pca_features",
+                    F.element_at(names, F.col("prediction").cast("int") + 1).alias("predicted_label"),
+                    F.array_max(vector_to_array("probability")).alias("probability"),
+                )
+            projected.write.mode("overwrite").parquet(staging.projected)
+            outcome.rejected.coalesce(1).write.mode("overwrite").parquet(staging.rejected)
+            count = spark.read.parquet(staging.projected).count()
+            document = {
+                "created_utc": utc_now(), "run": run.root, "run_id": manifest["run_id"], "projection_id": run_id,
+                "input_path": listing.root, "weights": {"source": resolved.source, "sha256": resolved.sha256},
+                "engine": manifest["engine"], "k": manifest["k"], "classifier": classified,
+                "counts": {"input": listing.total, "projected": count,
+                           "rejected": spark.read.parquet(staging.rejected).count()},
+            }
+            location.remove(staging.staging)
+            write_json(document, staging.manifest)
+        staged.remove_mirror()
     finally:
         lease.release()
         if models is not run:
-            shutil.rmtree(models.root, ignore_errors=True)
+            location.remove(models.root)
     return document
 
 
@@ -149,12 +142,4 @@ def _models_spark_can_read(spark, run: OutputLayout) -> OutputLayout:
     """
     if spark_can_access(spark, run.root):
         return run
-    import fsspec
-
-    local = OutputLayout(tempfile.mkdtemp(prefix="fruits-run-models-"))
-    fs, root = fsspec.core.url_to_fs(run.root)
-    for name in ("pca_model", "classifier"):
-        source = f"{root.rstrip('/')}/{name}"
-        if fs.exists(source):
-            fs.get(source, os.path.join(local.root, name), recursive=True)
-    return local
+    return OutputLayout(location.readable_copy(run.root, ("pca_model", "classifier"), prefix="fruits-run-models-"))

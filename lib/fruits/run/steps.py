@@ -11,9 +11,9 @@ import dataclasses
 
 from fruits import incremental
 from fruits.featurize import Outcome, choose_partitions, featurize_and_split
-from fruits.layout import OutputLayout
+from fruits.storage.layout import OutputLayout
 from fruits.loading import read_images
-from fruits.publish import remove_path
+from fruits.storage import location
 from fruits.reduce import PcaResult, fit_pca, project
 from fruits.run.plan import PreparedRun
 
@@ -119,7 +119,7 @@ def write_reduction(spark, pca: PcaResult, staged: OutputLayout) -> None:
     """Write every image's projection (``pca/``) and the model (``pca_model/``)."""
     project(pca.model, spark.read.parquet(staged.features)).write.mode("overwrite").parquet(staged.pca)
     pca.model.write().overwrite().save(staged.pca_model)
-    remove_path(staged.staging)
+    location.remove(staged.staging)
 
 
 def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult) -> dict:
@@ -139,6 +139,6 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult)
     result = fit_and_score(spark.read.parquet(staged.train_features), spark.read.parquet(staged.features),
                            pca.model, spectrum=pca.spectrum, components=pca.components, seed=params.seed)
     result.classifier.write().overwrite().save(staged.classifier)
-    remove_path(staged.staging)
+    location.remove(staged.staging)
     return {"train_path": train.root, "train_files": train.total, "train_rejected": train_rejected,
             "labels": result.labels, **result.metrics}

@@ -217,7 +217,7 @@ def _dispatch(args) -> int:
                   "(fruits emr setup --subnet-id tags them)")
         return 0
     if args.emr_command == "run":
-        from fruits.publish import new_run_id
+        from fruits.storage.publish import new_run_id
 
         parameters = {name: parse_value(value) for name, value in args.parameter}
         parameters.setdefault("run_id", new_run_id())  # the run's folder: OUTPUT/runs/<run_id>/
