@@ -129,32 +129,26 @@ def select_images(source: Path, target: Path, count: int | None) -> int:
 
 
 def prepare_payloads(scratch: str, weights: str, tflite: str | None, modes: list[str]) -> None:
-    """Convert/load every engine once, in its own process, and save what workers receive.
+    """Prepare every engine the modes use once, in its own process, and save what workers receive.
 
-    Mode processes then read these files and never import TensorFlow unless their
+    Each engine finds its own weights as a run does (``engine.resolve``), in the
+    locations given here as ``FRUITS_WEIGHTS`` and ``FRUITS_TFLITE_MODEL``; an engine
+    that calibrates does so on the benchmark's images, as a run on them would. Mode
+    processes then read the prepared engine and never import TensorFlow unless their
     engine is Keras, as on a real executor.
     """
-    import numpy as np
+    import pickle
 
-    from fruits.engines import prepare_engine
-    from fruits.weights import resolve_tflite, resolve_weights
+    from fruits import config, engines
 
-    needed = {engine_of(mode) for mode in modes}
-    resolved = resolve_weights(weights, allow_random=False)
-    np.savez(os.path.join(scratch, "keras-weights.npz"), *resolved.arrays)
-    for engine_name, size in needed:
-        if engine_name == "onnx":
-            graph = prepare_engine("onnx", resolved, input_size=size).payload
-            Path(scratch, f"onnx-{size}.onnx").write_bytes(graph)
-        elif engine_name == "tflite":
-            graph = prepare_engine("tflite", resolve_tflite(tflite), input_size=size).payload
-            Path(scratch, "model.tflite").write_bytes(graph)
-        elif engine_name == "onnx-int8":  # calibrated on the benchmark's images, as a run on them would be
-            from fruits.listing import list_inputs
-
-            images = [image.path for image in list_inputs(os.path.join(scratch, "Test")).images]
-            graph = prepare_engine("onnx-int8", resolved, input_size=size, calibration=images).payload
-            Path(scratch, f"onnx-int8-{size}.onnx").write_bytes(graph)
+    os.environ[config.WEIGHTS_ENV] = weights
+    if tflite:
+        os.environ[config.TFLITE_ENV] = tflite
+    images = image_paths(os.path.join(scratch, "Test"))
+    for engine_name, size in sorted({engine_of(mode) for mode in modes}):
+        engine = engines.get(engine_name)
+        prepared = engine.prepare(engine.resolve(None, allow_random=False), input_size=size, inputs=images)
+        Path(scratch, f"{engine_name}-{size}.engine").write_bytes(pickle.dumps(prepared))
 
 
 def engine_of(mode: str) -> tuple[str, int]:
@@ -164,40 +158,35 @@ def engine_of(mode: str) -> tuple[str, int]:
 
 
 def load_engine(mode: str, scratch: str):
-    """The prepared engine of ``mode``, from the files :func:`prepare_payloads` wrote."""
-    import hashlib
-
-    import numpy as np
-
-    from fruits.engines import PreparedEngine
+    """The :class:`~fruits.engines.PreparedEngine` of ``mode``, as :func:`prepare_payloads` saved it."""
+    import pickle
 
     engine_name, size = engine_of(mode)
-    if engine_name == "keras":
-        with np.load(os.path.join(scratch, "keras-weights.npz")) as saved:
-            payload = tuple(saved[f"arr_{i}"] for i in range(len(saved.files)))
-        digest = "keras-" + hashlib.sha256(b"".join(a.tobytes() for a in payload)).hexdigest()
-    else:
-        name = {"onnx": f"onnx-{size}.onnx", "onnx-int8": f"onnx-int8-{size}.onnx"}.get(engine_name, "model.tflite")
-        payload = Path(scratch, name).read_bytes()
-        digest = hashlib.sha256(payload).hexdigest()
-    return PreparedEngine(engine_name, size, digest, payload)
+    return pickle.loads(Path(scratch, f"{engine_name}-{size}.engine").read_bytes())
 
 
 def child(mode: str, input_dir: str, scratch: str, result_path: str) -> None:
     """Run one mode in this process and write its figures as JSON."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fruits.listing import list_inputs
-
-    listing = list_inputs(input_dir)
+    paths = image_paths(input_dir)
     engine = load_engine(mode, scratch)
-    figures = run_ceiling(listing, engine) if mode in CEILINGS else run_spark_mode(mode, listing, engine)
+    figures = run_ceiling(paths, engine) if mode in CEILINGS else run_spark_mode(mode, input_dir, engine, scratch, len(paths))
     figures["mode"] = mode
     Path(result_path).write_text(json.dumps(figures))
 
 
-def run_spark_mode(mode, listing, engine) -> dict:
+def image_paths(folder: str) -> list[str]:
+    """The image paths a run's listing would give (its rule per file), sorted, for the one-process ceiling."""
+    from fruits.inputs.listing import skip_reason
+
+    files = sorted(os.path.join(parent, name) for parent, _, names in os.walk(folder) for name in names)
+    return [path for path in files if skip_reason(path, os.path.getsize(path)) is None]
+
+
+def run_spark_mode(mode, input_dir, engine, scratch, count) -> dict:
     from fruits.featurize import choose_partitions, featurize
-    from fruits.loading import read_images
+    from fruits.inputs.listing import check_input, list_files
+    from fruits.inputs.reading import read_images
     from fruits.session import local_spark
 
     master, arrow = ("local[2]", None) if mode == "study" else SPARK_MODES[mode][2:]
@@ -212,35 +201,35 @@ def run_spark_mode(mode, listing, engine) -> dict:
 
         cloudpickle.register_pickle_by_value(study_pattern)
         images = (spark.read.format("binaryFile").option("pathGlobFilter", "*.jpg")
-                  .option("recursiveFileLookup", "true").load(listing.root))
+                  .option("recursiveFileLookup", "true").load(input_dir))
         images = images.withColumn("label", element_at(split(images["path"], "/"), -2))
         frame = study_pattern.run(spark, images, engine.payload)
     else:
-        images, _ = read_images(spark, listing.root, listing.images)
-        partitions = choose_partitions(spark, len(listing.images), None)
+        listing = list_files(spark, check_input(input_dir), os.path.join(scratch, f"listing-{mode}"))
+        partitions = choose_partitions(spark, listing.image_count, None)
+        images = read_images(listing.images(), partitions=partitions)
         frame = featurize(images, engine, batch_size=32, threads_per_task=1, partitions=partitions)
     with PeakMemory(is_python_worker) as memory:
         start = time.perf_counter()
         frame.write.format("noop").mode("overwrite").save()
         seconds = time.perf_counter() - start
     spark.stop()
-    return {"images": len(listing.images), "seconds": seconds, "master": master,
+    return {"images": count, "seconds": seconds, "master": master,
             "worker_peak_rss_mb": memory.peak / 2**20, "worker_peak_vm_mb": memory.peak_vm / 2**20}
 
 
-def run_ceiling(listing, engine) -> dict:
+def run_ceiling(paths, engine) -> dict:
     import numpy as np
 
-    from fruits.engines import build_predictor
+    from fruits import engines
     from fruits.preprocess import decode_and_resize
 
     size = engine.input_size
     cores = os.cpu_count() or 1
     own_pid = os.getpid()
     with PeakMemory(lambda info: info.get("pid") == own_pid) as memory:
-        predict = build_predictor(engine.name, engine.payload, threads=cores, input_size=size)
+        predict = engines.get(engine.name).build(engine.payload, threads=cores, input_size=size)
         start = time.perf_counter()
-        paths = [image.path for image in listing.images]
         for offset in range(0, len(paths), 32):
             batch = []
             for path in paths[offset:offset + 32]:

@@ -1,21 +1,29 @@
 """Engines agree with the Keras reference (plumbing: seeded random weights, small input); the int8
-engine records and reuses its calibration, and stays close to fp32 on real images (marked slow)."""
+engine records and reuses its calibration, and stays close to fp32 on real images (marked slow).
+
+Every engine is reached through the registry, as the run, the projection and the workers reach it."""
 
 import argparse
 
 import numpy as np
 import pytest
 
-from fruits import config
+from fruits import config, engines
 from fruits.cli import resolve_parameters
-from fruits.engines import build_predictor, prepare_engine
 from fruits.params import RunParams
-from fruits.weights import resolve_weights
+
+
+def prepare_engine(name, weights, **options):
+    return engines.get(name).prepare(weights, **options)
+
+
+def build_predictor(prepared, *, threads=1):
+    return engines.get(prepared.name).build(prepared.payload, threads=threads, input_size=prepared.input_size)
 
 
 @pytest.fixture(scope="module")
 def random_weights():
-    return resolve_weights("random", allow_random=False, seed=7)
+    return engines.get("onnx").resolve("random", allow_random=False, seed=7)
 
 
 def test_onnx_engine_equals_keras_and_is_cached(random_weights, tmp_path, monkeypatch):
@@ -23,8 +31,8 @@ def test_onnx_engine_equals_keras_and_is_cached(random_weights, tmp_path, monkey
     onnx = prepare_engine("onnx", random_weights, input_size=64)
     keras = prepare_engine("keras", random_weights, input_size=64)
     pixels = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
-    fast = build_predictor("onnx", onnx.payload, threads=1, input_size=64)(pixels)
-    reference = build_predictor("keras", keras.payload, threads=1, input_size=64)(pixels)
+    fast = build_predictor(onnx)(pixels)
+    reference = build_predictor(keras)(pixels)
     assert fast.shape == (5, 1280) and fast.dtype == np.float32
     relative = np.abs(fast - reference).max(axis=1) / np.abs(reference).max(axis=1)
     assert relative.max() <= 1e-4
@@ -36,7 +44,7 @@ def test_onnx_engine_equals_keras_and_is_cached(random_weights, tmp_path, monkey
 def test_predictor_identity_depends_on_engine_weights_size_and_threads(random_weights):
     engine = prepare_engine("keras", random_weights, input_size=64)
     assert engine.cache_key(1) != engine.cache_key(2)
-    other = resolve_weights("random", allow_random=False, seed=8)
+    other = engines.get("keras").resolve("random", allow_random=False, seed=8)
     assert prepare_engine("keras", other, input_size=64).cache_key(1) != engine.cache_key(1)
 
 
@@ -51,13 +59,15 @@ def test_engine_parameters_are_validated():
 
 
 def _image_paths(folder):
-    from fruits.listing import list_inputs
+    """The image paths a run's listing would give, without Spark (the listing's own rule per file)."""
+    from fruits.inputs.listing import skip_reason
 
-    return [image.path for image in list_inputs(str(folder)).images]
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return [str(path) for path in files if skip_reason(str(path), path.stat().st_size) is None]
 
 
 def test_int8_calibration_images_are_spread_over_the_sorted_paths():
-    from fruits.onnx_int8 import choose_calibration
+    from fruits.engines.onnx_int8 import choose_calibration
 
     paths = [f"/data/{label}/{index:03d}.jpg" for label in "dcba" for index in range(50)]
     chosen = choose_calibration(paths, count=8)
@@ -74,7 +84,7 @@ def test_int8_engine_is_deterministic_cached_and_records_its_calibration(random_
                                                                          monkeypatch):
     monkeypatch.setenv("FRUITS_CACHE", str(tmp_path / "cache"))
     paths = _image_paths(demo_images)
-    int8 = prepare_engine("onnx-int8", random_weights, input_size=64, calibration=paths)
+    int8 = prepare_engine("onnx-int8", random_weights, input_size=64, inputs=paths)
     record = int8.details["calibration"]
     assert record["images"] == len(paths) == 30 and record["paths"] == sorted(paths)
     assert len(list((config.cache_dir() / "onnx").glob("mobilenet_v2-int8-*.onnx"))) == 1
@@ -82,10 +92,13 @@ def test_int8_engine_is_deterministic_cached_and_records_its_calibration(random_
     assert int8.sha256 != fp32.sha256 and len(int8.payload) < len(fp32.payload) / 2
     for cached in (config.cache_dir() / "onnx").glob("mobilenet_v2-int8-*.onnx"):
         cached.unlink()
-    again = prepare_engine("onnx-int8", random_weights, input_size=64, calibration=record)
+    # A continued run offers its own (other) images too: the recorded calibration wins.
+    again = prepare_engine("onnx-int8", random_weights, input_size=64, inputs=paths[:2],
+                           recorded={"name": "onnx-int8", "calibration": record})
     assert again.sha256 == int8.sha256, "quantizing the same graph on the same images must give the same bytes"
+    assert again.details == int8.details
     pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    features = build_predictor("onnx-int8", int8.payload, threads=1, input_size=64)(pixels)
+    features = build_predictor(int8)(pixels)
     assert features.shape == (3, 1280) and features.dtype == np.float32 and np.isfinite(features).all()
 
 
@@ -93,29 +106,35 @@ def test_int8_engine_refuses_missing_or_changed_calibration(random_weights, demo
     monkeypatch.setenv("FRUITS_CACHE", str(tmp_path))
     with pytest.raises(ValueError, match="^engine 'onnx-int8' needs calibration images"):
         prepare_engine("onnx-int8", random_weights, input_size=64)
-    with pytest.raises(ValueError, match="^calibration applies to engine 'onnx-int8' only"):
-        prepare_engine("onnx", random_weights, input_size=64, calibration=["a.jpg"])
+    with pytest.raises(ValueError, match="^engine 'onnx-int8' needs calibration images"):
+        prepare_engine("onnx-int8", random_weights, input_size=64, recorded={"name": "onnx"})
     paths = _image_paths(demo_images)[:4]
-    record = prepare_engine("onnx-int8", random_weights, input_size=64, calibration=paths).details["calibration"]
+    record = prepare_engine("onnx-int8", random_weights, input_size=64, inputs=paths).details["calibration"]
     with open(paths[0], "ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ValueError, match="calibration images recorded by the previous run changed"):
-        prepare_engine("onnx-int8", random_weights, input_size=64, calibration=record)
+        prepare_engine("onnx-int8", random_weights, input_size=64, recorded={"calibration": record})
+
+
+def test_engines_that_do_not_calibrate_ignore_the_run_s_images(random_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRUITS_CACHE", str(tmp_path))
+    plain = prepare_engine("onnx", random_weights, input_size=64)
+    offered = prepare_engine("onnx", random_weights, input_size=64, inputs=["/nowhere/a.jpg"],
+                             recorded={"name": "onnx", "calibration": {"paths": ["/nowhere/b.jpg"]}})
+    assert offered.sha256 == plain.sha256 and offered.details == {} == plain.details
 
 
 def test_int8_engine_name_is_accepted_everywhere_an_engine_is_named():
     from pathlib import Path
 
-    from fruits.params import ENGINES
-
-    assert "onnx-int8" in ENGINES
+    assert "onnx-int8" in engines.names()
     assert RunParams(engine="onnx-int8", image_size=100).validate().engine == "onnx-int8"
     args = argparse.Namespace(parameter=[("engine", "onnx-int8")], input=None, output="/tmp/fruits-unused")
     assert resolve_parameters(args, {"engine": "onnx"})["engine"] == "onnx-int8"  # what `fruits run -p` checks
     for notebook in ("01-featurize-local.py", "02-featurize-emr.py"):
         line = next(line for line in (Path(__file__).parents[1] / "notebooks" / notebook).read_text().splitlines()
                     if line.startswith("engine = "))
-        assert all(f'"{name}"' in line for name in ENGINES), f"{notebook}: {line}"
+        assert all(f'"{name}"' in line for name in engines.names()), f"{notebook}: {line}"
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,27 +145,27 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_int8_features_point_where_fp32_features_point(spark, real_images, real_weights, tmp_path, monkeypatch):
     """Calibrated as a run on the whole Test split would be; the first image of 40 classes compared in Spark."""
     from fruits.featurize import featurize
-    from fruits.loading import read_images
-    from fruits.listing import list_inputs
-    from fruits.onnx_int8 import choose_calibration
+    from fruits.inputs.listing import check_input, list_files
+    from fruits.inputs.reading import read_images
+    from fruits.engines.onnx_int8 import choose_calibration
     from tests.conftest import copy_slice
 
     monkeypatch.setenv("FRUITS_CACHE", str(tmp_path / "cache"))
-    weights = resolve_weights(str(real_weights), allow_random=False)
+    weights = engines.get("onnx-int8").resolve(str(real_weights), allow_random=False)
     split = _image_paths(real_images / "Test")
-    int8 = prepare_engine("onnx-int8", weights, input_size=224, calibration=split)
+    int8 = prepare_engine("onnx-int8", weights, input_size=224, inputs=split)
     assert int8.details["calibration"]["paths"] == list(choose_calibration(split))
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=40, per_class=1)
-    listing = list_inputs(str(images))
-    assert len(listing.images) == 40
+    listing = list_files(spark, check_input(str(images)), str(tmp_path / "listing"))
+    assert listing.image_count == 40
     features = {}
     for engine in (int8, prepare_engine("onnx", weights, input_size=224)):
-        frame, _ = read_images(spark, listing.root, listing.images)
+        frame = read_images(listing.images(), partitions=2)
         rows = featurize(frame, engine, batch_size=8, threads_per_task=1, partitions=2).collect()
         assert all(row.error is None for row in rows)
         features[engine.name] = np.stack([np.asarray(row.features) for row in sorted(rows, key=lambda r: r.path)])
     cosine = _cosines(features["onnx-int8"], features["onnx"])
-    # Measured on 400 Test images: median 0.9978, minimum 0.9947 (see fruits.onnx_int8).
+    # Measured on 400 Test images: median 0.9978, minimum 0.9947 (see fruits.engines.onnx_int8).
     assert np.median(cosine) >= 0.997 and cosine.min() >= 0.99, (np.median(cosine), cosine.min())
 
 

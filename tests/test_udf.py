@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fruits.models import random_projection_predictor
+from fruits.engines.stand_in import random_projection_predictor
 from fruits.udf import featurize_contents, make_feature_udf
 
 

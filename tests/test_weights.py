@@ -1,7 +1,7 @@
 import pytest
 
-from fruits import weights as weights_module
-from fruits.weights import MissingWeightsError, resolve_weights
+from fruits.engines import weights as weights_module
+from fruits.engines.weights import MissingWeightsError, resolve_weights
 
 
 @pytest.fixture

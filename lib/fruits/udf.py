@@ -11,6 +11,7 @@ that would kill the task: one corrupt file must not fail an hour-long run.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import Callable, Iterator
@@ -18,7 +19,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from fruits.models import Predict
+from fruits import engines
+from fruits.engines import Engine, Predict, PreparedEngine
 from fruits.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize
 
 #: Spark type the UDF returns: features, or null features and the reason.
@@ -53,6 +55,32 @@ def cached_predictor(key: str, factory: Callable[[], Predict]) -> Predict:
         while len(_PREDICTORS) > PREDICTOR_CACHE_SIZE:
             _PREDICTORS.popitem(last=False)
     return predictor
+
+
+def predictor_factory(engine: PreparedEngine, broadcast, *, threads: int) -> Callable[[], Predict]:
+    """What a worker calls (once per cache key) to build ``engine``'s predictor from ``broadcast``.
+
+    The engine is looked up in the registry here, on the driver, and travels with the
+    factory, pickled by reference to its class: a worker imports the engine's module
+    itself. An engine registered while the driver runs (in a notebook, in a test)
+    therefore builds on workers too, which a name looked up again in the worker's
+    own registry would not find.
+
+    Parameters
+    ----------
+    engine : PreparedEngine
+        Its name selects the engine; its input size goes to the build.
+    broadcast : pyspark.Broadcast
+        Holds ``engine.payload``; read in the worker only.
+    threads : int
+        Intra-op threads of the predictor (one per Spark task slot).
+    """
+    return functools.partial(_build_predictor, engines.get(engine.name), broadcast, threads, engine.input_size)
+
+
+def _build_predictor(engine: Engine, broadcast, threads: int, input_size: int) -> Predict:
+    """Runs in a worker: read the broadcast payload and build the engine's predictor."""
+    return engine.build(broadcast.value, threads=threads, input_size=input_size)
 
 
 def featurize_contents(
@@ -123,7 +151,7 @@ def make_feature_udf(
     --------
     Building the UDF needs an active SparkSession (skipped where doctests run without one):
 
-    >>> from fruits.models import random_projection_predictor
+    >>> from fruits.engines.stand_in import random_projection_predictor
     >>> udf = make_feature_udf(random_projection_predictor, cache_key="demo", batch_size=8)  # doctest: +SKIP
     >>> df.select(udf("content").alias("result"))  # doctest: +SKIP
     """

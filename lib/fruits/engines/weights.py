@@ -1,7 +1,12 @@
-"""Find MobileNetV2 weights on the driver, in a documented order, and say where they came from.
+"""Weights on the driver: the Keras MobileNetV2 weights three engines share, and what every engine returns.
 
-Order: the ``weights`` parameter, then ``FRUITS_WEIGHTS``, then Keras' own cache or
-download (``"imagenet"``). Only the demo may fall back to random weights, and it
+:func:`resolve_weights` is the rule of the engines that run the Keras weights
+(``keras``, ``onnx``, ``onnx-int8``); the ``tflite`` engine has its own
+(:func:`fruits.engines.tflite.resolve_tflite`). Both return :class:`ResolvedWeights`,
+raise :class:`MissingWeightsError` and read remote files through :func:`local_copy`.
+
+Order of :func:`resolve_weights`: the ``weights`` parameter, then ``FRUITS_WEIGHTS``,
+then Keras' own cache or download (``"imagenet"``). Only the demo may fall back to random weights, and it
 says so loudly; any other run stops with a message naming both settings.
 
 The arrays found here are what every worker receives (broadcast from the driver),
@@ -20,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from fruits import config
+from fruits.engines.mobilenet import build_keras_backbone, seed_keras
 from fruits.preprocess import INPUT_SIZE
 
 IMAGENET = "imagenet"
@@ -100,39 +106,6 @@ def resolve_weights(
         ) from exc
 
 
-def resolve_tflite(requested: str | None) -> ResolvedWeights:
-    """Find the int8 MobileNetV2 ``.tflite`` model: the ``weights`` parameter, then ``FRUITS_TFLITE_MODEL``.
-
-    There is no random fallback: a quantized model cannot be made up.
-
-    Raises
-    ------
-    MissingWeightsError
-        Neither is set, the file is missing, or it is not a ``.tflite`` file.
-    """
-    path = requested or config.weights_from_env(config.TFLITE_ENV)
-    origin = "the 'weights' parameter" if requested else config.TFLITE_ENV
-    if path is None:
-        raise MissingWeightsError(
-            f"engine 'tflite' needs an int8 MobileNetV2 .tflite file: set {config.TFLITE_ENV} "
-            "or pass the 'weights' parameter (-p weights PATH.tflite)."
-        )
-    if not path.endswith(".tflite"):
-        raise MissingWeightsError(
-            f"engine 'tflite' needs a .tflite file, but {origin} is {path!r}; set "
-            f"{config.TFLITE_ENV} or pass -p weights PATH.tflite."
-        )
-    local_path, cleanup = _local_copy(path, origin, env=config.TFLITE_ENV)
-    try:
-        with open(local_path, "rb") as handle:
-            blob = handle.read()
-    finally:
-        if cleanup:
-            os.unlink(local_path)
-    digest = hashlib.sha256(blob).hexdigest()
-    return ResolvedWeights(source=path, is_random=False, sha256=digest, model_bytes=blob)
-
-
 def _load(value: str, *, seed: int, input_size: int, origin: str) -> ResolvedWeights:
     if value == RANDOM:
         return _random(seed, input_size)
@@ -142,9 +115,7 @@ def _load(value: str, *, seed: int, input_size: int, origin: str) -> ResolvedWei
 
 
 def _from_file(path: str, *, input_size: int, origin: str) -> ResolvedWeights:
-    from fruits.models import build_keras_backbone
-
-    local_path, cleanup = _local_copy(path, origin)
+    local_path, cleanup = local_copy(path, origin)
     try:
         try:
             model = build_keras_backbone(local_path, input_size=input_size)
@@ -160,8 +131,12 @@ def _from_file(path: str, *, input_size: int, origin: str) -> ResolvedWeights:
     return ResolvedWeights(source=path, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
 
 
-def _local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[str, bool]:
-    """Return a local file for ``path``, downloading remote URIs to a temporary file."""
+def local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[str, bool]:
+    """Return a local file for ``path`` and whether it is a temporary copy the caller removes.
+
+    Remote URIs (``s3://``, anything fsspec knows) are downloaded to a temporary file;
+    ``env`` names the setting the error message suggests.
+    """
     if "://" not in path:
         if not os.path.isfile(path):
             raise MissingWeightsError(
@@ -184,8 +159,6 @@ def _local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[
 
 
 def _keras_imagenet(input_size: int) -> ResolvedWeights:
-    from fruits.models import build_keras_backbone
-
     try:
         model = build_keras_backbone(IMAGENET, input_size=input_size)
     except Exception as exc:  # no cache and no network: Keras raises various errors
@@ -198,8 +171,6 @@ def _keras_imagenet(input_size: int) -> ResolvedWeights:
 
 
 def _random(seed: int, input_size: int) -> ResolvedWeights:
-    from fruits.models import build_keras_backbone, seed_keras
-
     seed_keras(seed)
     arrays = tuple(build_keras_backbone(None, input_size=input_size).get_weights())
     return ResolvedWeights(

@@ -42,6 +42,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from fruits import config
+from fruits.engines.base import PreparedEngine
+from fruits.engines.onnx import OnnxEngine, cached_onnx
+from fruits.engines.weights import ResolvedWeights
 
 #: Images the graph is calibrated on (fewer when the input holds fewer).
 CALIBRATION_IMAGES = 100
@@ -62,6 +65,37 @@ CALIBRATION_RULE = f"up to {CALIBRATION_IMAGES} images evenly spaced through the
 
 #: Images per calibration batch: bounds the driver's memory (every layer's input is kept).
 _BATCH = 8
+
+
+class OnnxInt8Engine(OnnxEngine):
+    """The ``onnx`` engine's weights and worker runtime, with its graph quantized on the driver."""
+
+    calibration_images = CALIBRATION_IMAGES
+
+    def needs_inputs(self, recorded: Mapping | None = None) -> bool:
+        """True unless ``recorded`` holds the calibration of the run being continued or projected."""
+        return not (recorded or {}).get("calibration")
+
+    def prepare(self, weights: ResolvedWeights, *, input_size: int, inputs: Sequence[str] = (),
+                recorded: Mapping | None = None) -> PreparedEngine:
+        """The int8 graph, calibrated on the images ``recorded`` names, else chosen among ``inputs``.
+
+        A continued run or a projection passes the record of the run it builds on, so
+        the graph is quantized on the very images that run recorded (checked by
+        content) and comes out byte for byte the same; a new run offers its own images.
+
+        Raises
+        ------
+        ValueError
+            No calibration image (neither a record nor inputs), none decodes, or the
+            recorded images changed since.
+        """
+        calibration = (recorded or {}).get("calibration") or list(inputs)
+        if not calibration:
+            raise ValueError(f"engine {self.name!r} needs calibration images (the run's image paths), got none")
+        graph, used = cached_int8(weights.sha256, lambda: cached_onnx(weights, input_size=input_size), calibration,
+                                  input_size=input_size)
+        return self.prepared(graph, input_size=input_size, details={"calibration": used.to_manifest()})
 
 
 @dataclasses.dataclass(frozen=True)
