@@ -18,11 +18,6 @@ from fruits import spark_settings
 #: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
 FEATURE_DIM = 1280
 
-#: Featurization engines a run may name (see :mod:`fruits.engines`). ONNX Runtime is
-#: the default: the same features as the Keras reference, several times faster.
-#: ``onnx-int8`` is that graph quantized to int8 (faster again, features close to, not equal to, fp32).
-ENGINES = ("onnx", "keras", "tflite", "onnx-int8")
-
 #: Input side the pretrained network and the study use; ``image_size`` may differ.
 DEFAULT_IMAGE_SIZE = 224
 
@@ -67,11 +62,9 @@ class RunParams:
         If set (0 < v <= 1), keep the smallest number of components whose cumulative
         explained variance reaches it; ``k`` is then ignored.
     engine : str
-        Featurization engine, one of :data:`ENGINES`: ``onnx`` (default, equal to
-        Keras), ``keras`` (the reference), ``tflite`` (int8 phone model, faster,
-        slightly different features), ``onnx-int8`` (the ``onnx`` graph quantized to
-        int8, calibrated on the run's own images: faster, features at cosine about
-        0.998 to ``onnx``'s).
+        Featurization engine: a name registered in :mod:`fruits.engines` (its
+        docstring compares them). ``onnx``, the default, gives the Keras reference's
+        features several times faster.
     image_size : int
         Side the images are resized to before the network. 224 is what MobileNetV2
         was trained at and what the study used; 100 (Fruits-360's native size) skips
@@ -151,14 +144,11 @@ class RunParams:
                 raise ValueError(
                     f"variance_target must be a number in (0, 1], got {self.variance_target!r}"
                 )
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        from fruits import engines  # not at the top: engine modules import FEATURE_DIM from here
+
+        engine = engines.get(self.engine)  # the registry's ValueError names every engine
         _check_int("image_size", self.image_size, 32, 512)
-        if self.engine == "tflite" and self.image_size != DEFAULT_IMAGE_SIZE:
-            raise ValueError(
-                f"image_size must be {DEFAULT_IMAGE_SIZE} with engine 'tflite' (the model's fixed input), "
-                f"got {self.image_size!r}"
-            )
+        engine.check_input_size(self.image_size)
         _check_int("batch_size", self.batch_size, 1, 1024)
         if self.partitions is not None:
             _check_int("partitions", self.partitions, 1, 100_000)
