@@ -13,7 +13,7 @@ import pytest
 from fruits.inputs import calibration, inventory
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import NOT_READ, read_images
-from fruits.onnx_int8 import choose_calibration
+from fruits.engines.onnx_int8 import choose_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 

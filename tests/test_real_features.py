@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from fruits.engines import prepare_engine
+from fruits import engines
 from fruits.featurize import featurize
 from fruits.listing import list_inputs
 from fruits.loading import read_images
-from fruits.weights import resolve_tflite, resolve_weights
 from tests.conftest import copy_slice
 
 pytestmark = pytest.mark.slow
@@ -32,10 +31,9 @@ def plain_keras_features(paths, weights_path):
 def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_path, engine):
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=4, per_class=6)
     listing = list_inputs(str(images))
-    weights = resolve_weights(str(real_weights), allow_random=False)
     images_df, not_read = read_images(spark, listing.root, listing.images)
     assert not_read == []
-    prepared = prepare_engine(engine, weights, input_size=224)
+    prepared = _prepared(engine, real_weights)
     rows = featurize(images_df, prepared, batch_size=5, threads_per_task=1, partitions=3).collect()
     assert len(rows) == 24 and all(row.error is None for row in rows)
     paths = sorted(row.path for row in rows)
@@ -45,6 +43,11 @@ def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_
     relative = np.abs(spark_features - reference).max(axis=1) / np.abs(reference).max(axis=1)
     assert relative.max() <= 1e-4, f"largest relative difference {relative.max():.2e}"
     assert {row.label for row in rows} == {p.name for p in images.iterdir()}
+
+
+def _prepared(name, weights, *, input_size=224):
+    engine = engines.get(name)
+    return engine.prepare(engine.resolve(str(weights), allow_random=False), input_size=input_size)
 
 
 def _spark_features(spark, images_dir, engine):
@@ -62,7 +65,7 @@ def test_tflite_engine_reads_the_pooled_features_of_the_int8_model(spark, real_i
     from PIL import Image
 
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=3, per_class=4)
-    tflite = prepare_engine("tflite", resolve_tflite(str(real_tflite)), input_size=224)
+    tflite = _prepared("tflite", real_tflite)
     features = _spark_features(spark, images, tflite)
     path = sorted(features)[0]
     reference = Interpreter(model_path=str(real_tflite), experimental_preserve_all_tensors=True)
@@ -74,14 +77,13 @@ def test_tflite_engine_reads_the_pooled_features_of_the_int8_model(spark, real_i
     scale, zero = pooled["quantization"]
     expected = (reference.get_tensor(pooled["index"]).reshape(-1).astype(np.float32) - zero) * scale
     np.testing.assert_allclose(features[path], expected, rtol=0, atol=1e-6)
-    keras = _spark_features(spark, images, prepare_engine("keras", resolve_weights(str(real_weights),
-                                                          allow_random=False), input_size=224))
+    keras = _spark_features(spark, images, _prepared("keras", real_weights))
     cosine = [float(a @ keras[p] / np.linalg.norm(a) / np.linalg.norm(keras[p])) for p, a in features.items()]
     assert min(cosine) > 0.7, f"int8 features should point the same way as Keras': {cosine}"
 
 
 def test_native_size_engine_gives_1280_features(spark, real_images, real_weights, tmp_path):
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=2, per_class=3)
-    engine = prepare_engine("onnx", resolve_weights(str(real_weights), allow_random=False), input_size=100)
+    engine = _prepared("onnx", real_weights, input_size=100)
     features = _spark_features(spark, images, engine)
     assert len(features) == 6 and {f.shape for f in features.values()} == {(1280,)}

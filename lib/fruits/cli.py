@@ -249,7 +249,7 @@ def project_command_line(args) -> int:
     from fruits.listing import InputError
     from fruits.run.projection import project_images
     from fruits.session import local_spark
-    from fruits.weights import MissingWeightsError
+    from fruits.engines.weights import MissingWeightsError
 
     spark = local_spark(args.master, app_name="fruits-project")
     try:
@@ -288,7 +288,7 @@ def tunnel_command_line(args) -> int:
 def _banners(layout: OutputLayout) -> list[str]:
     """Repeat the run's warnings (synthetic data, random weights) where a console user looks last."""
     from fruits.run.manifest import read_json
-    from fruits.weights import RANDOM_WARNING
+    from fruits.engines.weights import RANDOM_WARNING
 
     manifest = read_json(layout.manifest)
     notes = []

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Sequence
 
-from fruits.engines import PreparedEngine, build_predictor
-from fruits.udf import make_feature_udf
+from fruits.engines import PreparedEngine
+from fruits.udf import make_feature_udf, predictor_factory
 
 #: Schema of ``rejected/``: every file given but not featurized, with the reason.
 REJECTED_SCHEMA = "path string, reason string"
@@ -16,11 +15,6 @@ REJECTED_SCHEMA = "path string, reason string"
 #: Images per Spark partition when the run does not fix the partition count: enough
 #: to amortise task overhead, small enough to spread over every core.
 IMAGES_PER_PARTITION = 256
-
-
-def _predictor_from_broadcast(name: str, broadcast, threads: int, input_size: int):
-    """Runs in a worker, once: read the broadcast payload and build the engine's predictor."""
-    return build_predictor(name, broadcast.value, threads=threads, input_size=input_size)
 
 
 def choose_partitions(spark, image_count: int, requested: int | None) -> int:
@@ -71,11 +65,8 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
     """
     spark = images_df.sparkSession
     broadcast = spark.sparkContext.broadcast(engine.payload)
-    factory = functools.partial(
-        _predictor_from_broadcast, engine.name, broadcast, threads_per_task, engine.input_size
-    )
     udf = make_feature_udf(
-        factory,
+        predictor_factory(engine, broadcast, threads=threads_per_task),
         cache_key=engine.cache_key(threads_per_task),
         batch_size=batch_size,
         input_size=engine.input_size,

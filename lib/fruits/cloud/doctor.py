@@ -109,14 +109,15 @@ def _executor_report(spark, version: str) -> str:
 def _engine_runs(spark) -> str:
     import numpy as np
 
-    from fruits.engines import build_predictor, prepare_engine
-    from fruits.weights import resolve_weights
+    from fruits import engines
+    from fruits.udf import predictor_factory
 
-    engine = prepare_engine("onnx", resolve_weights("random", allow_random=True), input_size=224)
-    payload = spark.sparkContext.broadcast(engine.payload)
+    onnx = engines.get("onnx")
+    engine = onnx.prepare(onnx.resolve("random", allow_random=True), input_size=224)
+    factory = predictor_factory(engine, spark.sparkContext.broadcast(engine.payload), threads=1)
 
     def run(_):
-        predict = build_predictor("onnx", payload.value, threads=1, input_size=224)
+        predict = factory()
         return tuple(np.asarray(predict(np.zeros((1, 224, 224, 3), dtype=np.uint8))).shape)
 
     shapes = spark.sparkContext.parallelize([0], 1).map(run).collect()

@@ -1,6 +1,6 @@
 """Choose the ``onnx-int8`` calibration images in Spark: same rule, no list of every path on the driver.
 
-:func:`fruits.onnx_int8.choose_calibration` takes ``count`` paths evenly spaced
+:func:`fruits.engines.onnx_int8.choose_calibration` takes ``count`` paths evenly spaced
 through the sorted paths: index ``i * n // count`` for ``i < count``. Here Spark
 sorts the listing's image paths and numbers them; the driver computes the wanted
 indices from ``n`` alone and collects only those rows (at most ``count``).
@@ -9,7 +9,7 @@ Spark orders strings by their UTF-8 bytes, which is Python's code point order.
 
 from __future__ import annotations
 
-from fruits.onnx_int8 import CALIBRATION_IMAGES
+from fruits.engines.onnx_int8 import CALIBRATION_IMAGES
 
 
 def spaced_indices(total: int, count: int) -> list[int]:
@@ -41,7 +41,7 @@ def choose_calibration(images_df, *, count: int = CALIBRATION_IMAGES) -> tuple[s
     Returns
     -------
     tuple of str
-        Equal to ``fruits.onnx_int8.choose_calibration(paths, count=count)``.
+        Equal to ``fruits.engines.onnx_int8.choose_calibration(paths, count=count)``.
     """
     paths = images_df.select("path")
     total = paths.count()

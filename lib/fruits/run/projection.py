@@ -9,7 +9,7 @@ features of different weights would silently give meaningless coordinates.
 
 from __future__ import annotations
 
-from fruits.engines import prepare_engine
+from fruits import engines
 from fruits.featurize import choose_partitions, featurize_and_split
 from fruits.listing import list_inputs
 from fruits.loading import read_images, spark_can_access
@@ -19,7 +19,7 @@ from fruits.storage.layout import OutputLayout, current_run, holds_run
 from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
 from fruits.storage.staged import staged_run
-from fruits.weights import RANDOM, resolve_tflite, resolve_weights
+from fruits.engines.weights import RANDOM
 
 
 class IncompatibleRunError(ValueError):
@@ -28,12 +28,10 @@ class IncompatibleRunError(ValueError):
 
 def weights_for(manifest: dict, override: str | None):
     """Resolve the weights to use: ``override``, else the source the run recorded."""
-    engine = manifest["engine"]["name"]
     recorded = manifest["weights"]["source"]
     requested = override or (RANDOM if recorded.startswith(RANDOM) else recorded)
-    if engine == "tflite":
-        return resolve_tflite(requested)
-    return resolve_weights(requested, allow_random=False, seed=manifest["parameters"]["seed"])
+    return engines.get(manifest["engine"]["name"]).resolve(requested, allow_random=False,
+                                                           seed=manifest["parameters"]["seed"])
 
 
 def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, weights: str | None = None,
@@ -80,8 +78,8 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
     listing = list_inputs(input_path)
     # An int8 run is re-quantized on the very calibration images it recorded, so the graph is the run's.
-    engine = prepare_engine(manifest["engine"]["name"], resolved, input_size=manifest["engine"]["input_size"],
-                            calibration=manifest["engine"].get("calibration"))
+    engine = engines.get(manifest["engine"]["name"]).prepare(resolved, input_size=manifest["engine"]["input_size"],
+                                                             recorded=manifest["engine"])
     run_id = new_run_id()
     lease = Lease.acquire(out.root, run_id)
     models = run
