@@ -52,11 +52,12 @@ driver_memory = "4g"  # local Spark JVM heap
 # the run before any Spark job.
 
 # %%
-from fruits import explore, plots
+from fruits.report import explore, plots
 from fruits.params import RunParams
 from fruits.run import execute, prepare
-from fruits.report import (confusion_figure, evaluation_figure, per_class_figure, register_matplot_magic,
-                           show_banners, show_evaluation, show_table, summary_table)
+from fruits.report.display import (confusion_figure, evaluation_figure, per_class_figure,
+                                   register_matplot_magic, show_banners, show_evaluation, show_table,
+                                   summary_table)
 
 register_matplot_magic()  # `%matplot figure` draws a figure here as in the PySpark (Livy) kernel
 

@@ -39,9 +39,9 @@ def test_notebooks_differ_only_in_parameters_and_session():
 def test_display_helpers_print_text_where_livy_returns_only_text(capsys):
     import pandas as pd
 
-    from fruits import plots
-    from fruits.livy.repl import execute
-    from fruits.report import register_matplot_magic, show_banners, show_evaluation, show_table
+    from fruits.cloud.livy.repl import execute
+    from fruits.report import plots
+    from fruits.report.display import register_matplot_magic, show_banners, show_evaluation, show_table
 
     register_matplot_magic()  # outside a kernel: nothing to register, nothing printed
     show_banners(["weights are random"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits import emr_access
+from fruits.cloud.emr import access as emr_access
 from tests.test_emr_setup import moto_server, reset
 
 ROOT = Path(__file__).resolve().parents[1]

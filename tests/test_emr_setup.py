@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits import emr_setup
+from fruits.cloud.emr import iam as emr_iam
 from tests.conftest import moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,12 +88,12 @@ def test_setup_creates_both_roles_the_profile_and_the_tags(fresh_account):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "created:" in result.stdout and "iam:PassRole" in result.stdout
     state = iam_state()
-    instance, service = state[emr_setup.INSTANCE_ROLE], state[emr_setup.SERVICE_ROLE]
-    assert state["profiles"] == [(emr_setup.INSTANCE_ROLE, (emr_setup.INSTANCE_ROLE,))]
+    instance, service = state[emr_iam.INSTANCE_ROLE], state[emr_iam.SERVICE_ROLE]
+    assert state["profiles"] == [(emr_iam.INSTANCE_ROLE, (emr_iam.INSTANCE_ROLE,))]
 
     assert [s["Principal"] for s in statements(instance["trust"])] == [{"Service": "ec2.amazonaws.com"}]
-    assert instance["attached"] == [emr_setup.SSM_CORE_ARN]
-    bucket_policy = instance["inline"][emr_setup.INSTANCE_POLICY_NAME]
+    assert instance["attached"] == [emr_iam.SSM_CORE_ARN]
+    bucket_policy = instance["inline"][emr_iam.INSTANCE_POLICY_NAME]
     assert {r for s in statements(bucket_policy) for r in as_list(s["Resource"])} == {
         f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*", secret_arns(MOTO_ACCOUNT)}
 
@@ -101,10 +101,10 @@ def test_setup_creates_both_roles_the_profile_and_the_tags(fresh_account):
     assert trust["Principal"] == {"Service": "elasticmapreduce.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT},
                                   "ArnLike": {"aws:SourceArn": f"arn:aws:elasticmapreduce:*:{MOTO_ACCOUNT}:*"}}
-    assert service["attached"] == [emr_setup.EMR_SERVICE_V2_ARN]
-    (pass_role,) = statements(service["inline"][emr_setup.PASS_ROLE_POLICY_NAME])
+    assert service["attached"] == [emr_iam.EMR_SERVICE_V2_ARN]
+    (pass_role,) = statements(service["inline"][emr_iam.PASS_ROLE_POLICY_NAME])
     assert pass_role["Action"] == "iam:PassRole"
-    assert pass_role["Resource"] == f"arn:aws:iam::{MOTO_ACCOUNT}:role/{emr_setup.INSTANCE_ROLE}"
+    assert pass_role["Resource"] == f"arn:aws:iam::{MOTO_ACCOUNT}:role/{emr_iam.INSTANCE_ROLE}"
     assert pass_role["Condition"] == {"StringLike": {"iam:PassedToService": "ec2.amazonaws.com*"}}
 
     ec2 = boto3.client("ec2")
@@ -132,12 +132,12 @@ def test_an_outdated_trust_policy_is_updated_not_duplicated(fresh_account):
     iam = boto3.client("iam")
     old = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                    "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}
-    iam.create_role(RoleName=emr_setup.SERVICE_ROLE, AssumeRolePolicyDocument=json.dumps(old))
+    iam.create_role(RoleName=emr_iam.SERVICE_ROLE, AssumeRolePolicyDocument=json.dumps(old))
     result = fruits("emr", "setup", "--bucket", BUCKET)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line.split() for line in result.stdout.splitlines() if line.startswith("updated:")] == [
-        ["updated:", "trust", "policy", "of", "role", emr_setup.SERVICE_ROLE]]
-    (trust,) = statements(iam_state()[emr_setup.SERVICE_ROLE]["trust"])
+        ["updated:", "trust", "policy", "of", "role", emr_iam.SERVICE_ROLE]]
+    (trust,) = statements(iam_state()[emr_iam.SERVICE_ROLE]["trust"])
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": MOTO_ACCOUNT}
     assert "Nothing changed" in fruits("emr", "setup", "--bucket", BUCKET).stdout
 
@@ -153,7 +153,7 @@ def test_setup_dry_run_prints_the_requests_and_touches_nothing(fresh_account):
         "iam.add_role_to_instance_profile", "iam.create_role", "iam.attach_role_policy", "iam.put_role_policy",
         "ec2.create_tags"]
     assert {p["request"].get("RoleName") for p in printed if p["operation"] == "iam.create_role"} == {
-        emr_setup.INSTANCE_ROLE, emr_setup.SERVICE_ROLE}
+        emr_iam.INSTANCE_ROLE, emr_iam.SERVICE_ROLE}
     assert MOTO_ACCOUNT in printed[5]["request"]["AssumeRolePolicyDocument"]
     assert iam_state() == before == {"roles": [], "profiles": []}
     import boto3
@@ -167,7 +167,7 @@ def secret_arns(account):
 
 
 def test_instance_policy_grants_the_project_bucket_only():
-    docs = emr_setup.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
+    docs = emr_iam.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
     for statement in statements(docs["iam-instance-policy"]):
         actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
         assert statement["Effect"] == "Allow" and "Condition" not in statement
@@ -181,12 +181,12 @@ def test_instance_policy_grants_the_project_bucket_only():
 
 
 def test_service_role_trusts_emr_of_this_account_and_passes_only_the_instance_role():
-    docs = emr_setup.policy_documents(bucket=BUCKET, account="111122223333")
+    docs = emr_iam.policy_documents(bucket=BUCKET, account="111122223333")
     (trust,) = statements(docs["iam-service-trust"])
     assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == "111122223333"
     assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == "arn:aws:elasticmapreduce:*:111122223333:*"
     (pass_role,) = statements(docs["iam-service-pass-instance-role"])
-    assert pass_role["Resource"] == f"arn:aws:iam::111122223333:role/{emr_setup.INSTANCE_ROLE}"
+    assert pass_role["Resource"] == f"arn:aws:iam::111122223333:role/{emr_iam.INSTANCE_ROLE}"
 
 
 def test_caller_policy_passes_exactly_the_two_project_roles():
@@ -195,8 +195,8 @@ def test_caller_policy_passes_exactly_the_two_project_roles():
     policy = json.loads(result.stdout)
     passes = [s for s in statements(policy) if "iam:PassRole" in as_list(s["Action"])]
     assert {(s["Resource"], s["Condition"]["StringLike"]["iam:PassedToService"]) for s in passes} == {
-        (f"arn:aws:iam::111122223333:role/{emr_setup.SERVICE_ROLE}", "elasticmapreduce.amazonaws.com*"),
-        (f"arn:aws:iam::111122223333:role/{emr_setup.INSTANCE_ROLE}", "ec2.amazonaws.com*")}
+        (f"arn:aws:iam::111122223333:role/{emr_iam.SERVICE_ROLE}", "elasticmapreduce.amazonaws.com*"),
+        (f"arn:aws:iam::111122223333:role/{emr_iam.INSTANCE_ROLE}", "ec2.amazonaws.com*")}
     (create,) = [s for s in statements(policy) if "elasticmapreduce:RunJobFlow" in as_list(s["Action"])]
     assert create["Condition"]["StringEquals"] == {"aws:RequestTag/for-use-with-amazon-emr-managed-policies": "true",
                                                    "aws:RequestTag/project": "fruits-emr"}
@@ -212,8 +212,8 @@ def test_cluster_request_uses_the_setup_roles_and_the_managed_policy_tag():
     result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--dry-run")
     assert result.returncode == 0, result.stderr
     request = json.loads(result.stdout)["request"]
-    assert request["JobFlowRole"] == emr_setup.INSTANCE_ROLE
-    assert request["ServiceRole"] == emr_setup.SERVICE_ROLE
+    assert request["JobFlowRole"] == emr_iam.INSTANCE_ROLE
+    assert request["ServiceRole"] == emr_iam.SERVICE_ROLE
     assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in request["Tags"]
 
 
@@ -222,8 +222,8 @@ def test_a_new_bucket_updates_the_instance_policy_in_place(fresh_account):
     moved = fruits("emr", "setup", "--bucket", "fruits-other-bucket")
     assert moved.returncode == 0, moved.stderr[-3000:]
     assert [line.split()[1:4] for line in moved.stdout.splitlines() if line.startswith("updated:")] == [
-        ["inline", "policy", emr_setup.INSTANCE_POLICY_NAME]]
-    policy = iam_state()[emr_setup.INSTANCE_ROLE]["inline"][emr_setup.INSTANCE_POLICY_NAME]
+        ["inline", "policy", emr_iam.INSTANCE_POLICY_NAME]]
+    policy = iam_state()[emr_iam.INSTANCE_ROLE]["inline"][emr_iam.INSTANCE_POLICY_NAME]
     assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
         "arn:aws:s3:::fruits-other-bucket", "arn:aws:s3:::fruits-other-bucket/*",
         f"arn:aws:secretsmanager:*:{MOTO_ACCOUNT}:secret:fruits-emr/fruits-other-bucket/jupyterhub/*"}

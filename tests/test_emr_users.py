@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from fruits import emr_setup, emr_users
+from fruits.cloud.emr import iam as emr_iam
+from fruits.cloud.emr import users as emr_users
 from tests.test_emr import fruits, moto  # noqa: F401 - moto is a fixture used here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,7 +394,7 @@ def test_instance_policy_reads_the_secret_prefix_and_nothing_broader():
                  "Resource": s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]}
                 for s in document["Statement"]]
 
-    docs = emr_setup.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
+    docs = emr_iam.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)
     instance = statements(docs["iam-instance-policy"])
     assert not [s for s in instance if "*" in s["Resource"]]
     (secrets,) = [s for s in instance if any(a.startswith("secretsmanager:") for a in s["Action"])]
@@ -407,7 +408,7 @@ def test_instance_policy_reads_the_secret_prefix_and_nothing_broader():
                   f"arn:aws:secretsmanager:{REGION}:{MOTO_ACCOUNT}:secret:prod/db-AbC123"):
         assert not fnmatch.fnmatchcase(other, pattern), other
 
-    caller = statements(emr_setup.caller_policy(bucket=BUCKET, account=MOTO_ACCOUNT))
+    caller = statements(emr_iam.caller_policy(bucket=BUCKET, account=MOTO_ACCOUNT))
     (people,) = [s for s in caller if any(a.startswith("secretsmanager:") for a in s["Action"])]
     assert people["Resource"] == [pattern] and "secretsmanager:ListSecrets" not in people["Action"]
 

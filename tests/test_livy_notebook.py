@@ -1,6 +1,6 @@
 """The cloud notebook for real: sparkmagic's PySpark kernel -> the Livy double -> PySpark, run by papermill.
 
-The Livy double (``fruits.livy``) stands in for EMR's Apache Livy: the real sparkmagic
+The Livy double (``fruits.cloud.livy``) stands in for EMR's Apache Livy: the real sparkmagic
 client talks to it over Livy's REST protocol and every session is a real PySpark
 process. The notebook runs unchanged (no cell swapped), as a JupyterHub user runs it.
 """
@@ -20,8 +20,8 @@ import papermill
 import pytest
 
 from fruits.storage.layout import current_run
-from fruits.livy.client import KERNEL_NAME, sparkmagic_environment
-from fruits.livy.server import LivyDouble
+from fruits.cloud.livy.client import KERNEL_NAME, sparkmagic_environment
+from fruits.cloud.livy.server import LivyDouble
 from tests.conftest import copy_slice
 from tests.test_emr import BUCKET, fruits, moto  # noqa: F401 - moto is a fixture used here
 

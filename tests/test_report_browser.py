@@ -82,7 +82,7 @@ def references(html: str) -> _References:
 
 def figure_output(figure) -> dict:
     """The display_data output ``%matplot figure`` gives, in a local kernel as through Livy."""
-    from fruits.livy.repl import execute
+    from fruits.cloud.livy.repl import execute
 
     answer = execute("%matplot figure", {"figure": figure})
     assert answer["status"] == "ok"
@@ -98,7 +98,7 @@ def widget_output() -> dict:
 
 
 def small_notebook(*, failed: bool = False, output_dir: str | None = None):
-    from fruits import plots
+    from fruits.report import plots
 
     counts = pd.Series({"Apple Braeburn": 12, "Banana": 9, "Cherry 1": 4})
     bare = io.BytesIO()
@@ -125,7 +125,7 @@ def small_notebook(*, failed: bool = False, output_dir: str | None = None):
 
 
 def test_report_loads_nothing_from_outside_and_describes_every_figure(tmp_path):
-    from fruits.report import render_html
+    from fruits.report.notebook_run import render_html
 
     source = tmp_path / "executed.ipynb"
     nbformat.write(small_notebook(), source)
@@ -143,8 +143,8 @@ def test_report_loads_nothing_from_outside_and_describes_every_figure(tmp_path):
 
 
 def test_alt_text_travels_inside_the_png_through_livys_matplot():
-    from fruits import plots
-    from fruits.report_html import png_description
+    from fruits.report import plots
+    from fruits.report.html import png_description
 
     figure = plots.timings(pd.Series({"read": 1.0, "featurize": 3.0}), images_per_second=12.5)
     output = figure_output(figure)
@@ -153,7 +153,7 @@ def test_alt_text_travels_inside_the_png_through_livys_matplot():
 
 
 def test_failed_or_stale_runs_get_no_sections_read_from_the_output_folder(tmp_path):
-    from fruits.report_html import run_outputs
+    from fruits.report.html import run_outputs
 
     out = tmp_path / "out"
     out.mkdir()
@@ -189,7 +189,7 @@ def written_run(tmp_path, demo_images) -> Path:
 
 
 def test_interactive_map_is_offline_and_samples_every_class(written_run):
-    from fruits import interactive
+    from fruits.report import interactive
 
     points = interactive.read_points(str(written_run), max_points=12)
     assert points.groupby("label").size().to_dict() == {label: 2 for label in points["label"].unique()}
@@ -201,7 +201,7 @@ def test_interactive_map_is_offline_and_samples_every_class(written_run):
 
 
 def test_figures_stay_readable_at_120_classes():
-    from fruits import plots
+    from fruits.report import plots
 
     fruits_ = ["Apple", "Pear", "Grape", "Tomato", "Cherry", "Pepper", "Plum", "Melon Sapo"]
     colours = ["Red", "Golden", "White", "Yellow", "Black"]
@@ -294,7 +294,7 @@ def open_offline(browser, report: Path, screenshot: Path):
 
 def hover_first_point(page) -> dict:
     """Move the pointer onto the interactive map's first point; return the hover panel's image."""
-    from fruits.interactive import HOVER_ID, MAP_ID
+    from fruits.report.interactive import HOVER_ID, MAP_ID
 
     point = page.locator(f"#{MAP_ID} .scatterlayer .trace .points path").first
     point.scroll_into_view_if_needed()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits.tunnel import KeyPermissionError, check_private_key, tunnel_command
+from fruits.cloud.tunnel import KeyPermissionError, check_private_key, tunnel_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_PATTERNS = {

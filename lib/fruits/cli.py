@@ -23,30 +23,17 @@ import sys
 import tempfile
 from typing import Any, Sequence
 
-import yaml
-
 from fruits import config
+from fruits.cloud import tunnel
+from fruits.cloud.registry import get_platform, platform_names
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.params import RunParams
 from fruits.storage import location
 from fruits.storage.publish import new_run_id
-from fruits.report import CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters, render_html
+from fruits.report.notebook_run import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters,
+                                        parse_value, render_html)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def parse_value(text: str) -> Any:
-    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
-
-    Examples
-    --------
-    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
-    (50, 0.9, None, 'a/b.h5')
-    """
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,15 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--weights", help="weights to use (default: the source the run recorded)")
     proj.add_argument("--master", default="local[2]", help="local Spark master")
     proj.add_argument("--overwrite", action="store_true", help="replace an existing projection")
-    from fruits import emr_commands
-
-    emr_commands.add_parser(commands)
+    for name in platform_names():  # fruits emr ...: each managed-Spark platform adds its verbs
+        get_platform(name).add_parser(commands)
     livy = commands.add_parser("livy", help="serve the project's Livy double (a Livy-compatible test server)")
     livy.add_argument("--port", type=int, default=8998, help="port on 127.0.0.1 (default 8998, Livy's)")
     livy.add_argument("--master", default="local[2]", help="Spark master of the sessions' drivers")
     livy.add_argument("--request-log", help="append every request as a JSON line to this file")
-    from fruits import tunnel
-
     tunnel.add_parser(commands)
     return parser
 
@@ -96,10 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return livy_command_line(args)
     if args.command == "project":
         return project_command_line(args)
-    if args.command == "emr":
-        from fruits import emr_commands
-
-        return emr_commands.run_command(args)
+    if args.command in platform_names():
+        return get_platform(args.command).run_command(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
@@ -231,8 +213,8 @@ def _prepare_livy(url: str, scratch: str) -> str:
     RuntimeError
         The PySpark kernel is not registered, or nothing answers at ``url``.
     """
-    from fruits.livy import client
-    from fruits.livy.rest import LivyClient, LivyError
+    from fruits.cloud.livy import client
+    from fruits.cloud.livy.rest import LivyClient, LivyError
 
     client.check_kernel()
     try:
@@ -266,7 +248,7 @@ def project_command_line(args) -> int:
 
 
 def livy_command_line(args) -> int:
-    from fruits.livy.server import LivyDouble
+    from fruits.cloud.livy.server import LivyDouble
 
     livy = LivyDouble(port=args.port, master=args.master, request_log=args.request_log)
     print(f"Livy double (a test stand-in for Apache Livy) at {livy.url}, sessions on {args.master}; "
@@ -280,9 +262,7 @@ def livy_command_line(args) -> int:
 
 
 def tunnel_command_line(args) -> int:
-    from fruits.tunnel import run_command as run_tunnel  # SSM port forward by default, SSH opt-in
-
-    return run_tunnel(args)
+    return tunnel.run_command(args)  # SSM port forward by default, SSH opt-in
 
 
 def _banners(layout: OutputLayout) -> list[str]:

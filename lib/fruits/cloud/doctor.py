@@ -152,7 +152,7 @@ def statement_code(bucket_uri: str, expected_version: str) -> str:
     return "\n".join([
         "import json as _json, sys as _sys",
         "try:",
-        "    from fruits.doctor import driver_checks as _checks",
+        "    from fruits.cloud.doctor import driver_checks as _checks",
         f"    _found = _checks(spark, {bucket_uri!r}, expected_version={expected_version!r})",
         "except ImportError as _exc:",
         "    _found = [{'check': 'driver: fruits installed', 'ok': False,",
@@ -165,7 +165,7 @@ def diagnose(livy_url: str, bucket_uri: str, *, startup_timeout: float = 600.0,
              check_timeout: float = 600.0) -> list[dict]:
     """Open a session at ``livy_url``, run the checks, delete the session; one dict per check."""
     from fruits import __version__
-    from fruits.livy.rest import LivyClient, LivyError
+    from fruits.cloud.livy.rest import LivyClient, LivyError
 
     client = LivyClient(livy_url)
     results: list[dict] = []

@@ -6,7 +6,9 @@ refusal. Here nothing is opened by default:
 - ``fruits tunnel --cluster-id j-...`` (default) finds the primary instance and starts an SSM
   Session Manager port forward (``aws ssm start-session --document-name
   AWS-StartPortForwardingSession``): no inbound rule, no key pair, no public address. It needs the
-  AWS CLI and its Session Manager plugin on this machine; see ``fruits.emr_access``.
+  AWS CLI and its Session Manager plugin on this machine; see ``fruits.cloud.emr.access``.
+  The command comes from the cluster's platform (``--platform``, default ``emr``):
+  :meth:`fruits.cloud.platform.SparkPlatform.forward_command`.
 - ``fruits tunnel --key KEY.pem --host PRIMARY_DNS`` (opt-in) is an SSH local forward for a cluster
   created with ``--key-name`` and ``--ssh-from YOUR_ADDRESS``; the key's permissions are checked
   first, with the fix in the message, before ssh is started.
@@ -21,7 +23,8 @@ import stat
 import subprocess
 import sys
 
-from fruits.emr_access import JUPYTERHUB_PORT, LIVY_PORT, PLUGIN_HELP
+from fruits.cloud.emr.access import JUPYTERHUB_PORT, LIVY_PORT, PLUGIN_HELP
+from fruits.cloud.registry import get_platform, platform_names
 
 __all__ = ["JUPYTERHUB_PORT", "LIVY_PORT", "KeyPermissionError", "check_private_key", "tunnel_command",
            "add_parser", "run_command"]
@@ -70,6 +73,8 @@ def add_parser(commands) -> None:
         "tunnel", help="port-forward to JupyterHub/Livy on the EMR primary node (SSM by default, SSH opt-in)")
     parser.add_argument("--cluster-id", help="SSM Session Manager port forward to this cluster's primary node "
                                              "(default way in: no open port)")
+    parser.add_argument("--platform", default="emr", choices=platform_names(),
+                        help="the platform that runs --cluster-id (default: emr)")
     parser.add_argument("--key", help="opt-in SSH: the key pair's private key (.pem), chmod 400")
     parser.add_argument("--host", help="opt-in SSH: the primary node's public DNS name")
     parser.add_argument("--port", type=int, default=JUPYTERHUB_PORT,
@@ -83,13 +88,7 @@ def _command(args) -> list[str]:
     if args.cluster_id:
         if args.key or args.host:
             raise ValueError("give either --cluster-id (SSM, no open port) or --key with --host (SSH), not both")
-        from fruits import emr
-        from fruits.emr_access import primary_instance_id, ssm_port_forward_command
-
-        client = emr.client("emr")
-        instance = primary_instance_id(client, args.cluster_id)
-        return ssm_port_forward_command(instance, port=args.port, local_port=local_port,
-                                        region=client.meta.region_name)
+        return get_platform(args.platform).forward_command(args.cluster_id, port=args.port, local_port=local_port)
     if not (args.key and args.host):
         raise ValueError("give --cluster-id j-... (SSM port forwarding, the default: no open port), "
                          "or --key KEY.pem and --host PRIMARY_DNS for SSH to a cluster created with --ssh-from")

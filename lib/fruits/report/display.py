@@ -1,33 +1,16 @@
-"""Show results in a notebook, execute notebooks with papermill, render the HTML report.
+"""What the notebooks call to show a run: warnings, tables, the evaluation and its figures.
 
-The notebooks stay thin: they call these helpers to display warnings, summaries
-and figures; ``fruits run`` calls :func:`execute_notebook` and :func:`render_html`.
+Every helper works in both kernels the notebooks run in: a local IPython kernel (rich
+display: HTML, styled tables, PNG) and Livy's remote Python REPL behind sparkmagic, which
+sends back only text and PNG (so each falls back to plain text there). Figures themselves
+are built by :mod:`fruits.report.plots` from the bounded views of :mod:`fruits.report.explore`.
 """
 
 from __future__ import annotations
 
 import html
 import io
-import logging
-import os
-import re
-import tempfile
 from typing import Any, Mapping
-
-#: The notebook a local run executes.
-LOCAL_NOTEBOOK = "01-featurize-local.py"
-#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
-CLOUD_NOTEBOOK = "02-featurize-emr.py"
-
-
-#: Start-up chatter of TensorFlow, absl and Hadoop that says nothing about the run;
-#: dropped from the HTML report only (the executed notebook keeps every line).
-NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 .*oneDNN custom operations"
-    r"|.*WARN NativeCodeLoader: Unable to load native-hadoop|Setting default log level to"
-    r"|To adjust logging level use sc.setLogLevel|WARNING: Using incubator modules"
-    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP)"
-)
 
 
 def in_kernel() -> bool:
@@ -149,7 +132,7 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
 
 def evaluation_figure(manifest: Mapping[str, Any]):
     """Accuracy and variance against k, or a figure saying that the run has no evaluation."""
-    from fruits import plots
+    from fruits.report import plots
     from fruits.evaluate import sweep_frame
 
     evaluation = manifest.get("evaluation")
@@ -161,7 +144,7 @@ def evaluation_figure(manifest: Mapping[str, Any]):
 
 def per_class_figure(manifest: Mapping[str, Any]):
     """Per-class accuracy, worst first, or a figure saying that the run has no evaluation."""
-    from fruits import plots
+    from fruits.report import plots
 
     evaluation = manifest.get("evaluation")
     title = "Per-class accuracy, worst first"
@@ -172,7 +155,7 @@ def per_class_figure(manifest: Mapping[str, Any]):
 
 def confusion_figure(spark, layout, manifest: Mapping[str, Any]):
     """The most confused class pairs with images of each, or a figure saying why there are none."""
-    from fruits import explore, plots
+    from fruits.report import explore, plots
 
     title = "Most confused class pairs, in pictures"
     if not manifest.get("evaluation"):
@@ -205,80 +188,3 @@ def summary_table(manifest: Mapping[str, Any]):
         "Spark": f"{manifest['spark']['version']} on {manifest['spark']['master']}",
     }
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
-
-
-def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *, cwd: str | None = None,
-                     kernel_name: str = "python3", log_output: bool = True) -> None:
-    """Convert a percent-format ``.py`` notebook with jupytext and execute it with papermill.
-
-    Raises
-    ------
-    papermill.PapermillExecutionError
-        A cell failed: carries the cell's execution count, exception name and value.
-    """
-    import jupytext
-    import papermill
-
-    notebook = jupytext.read(source)
-    with tempfile.TemporaryDirectory() as scratch:
-        converted = os.path.join(scratch, os.path.basename(source).replace(".py", ".ipynb"))
-        jupytext.write(notebook, converted)
-        if log_output:
-            logging.getLogger("papermill").setLevel(logging.INFO)
-        papermill.execute_notebook(
-            converted, output, parameters=dict(parameters), kernel_name=kernel_name,
-            cwd=cwd, log_output=log_output, progress_bar=log_output,
-        )
-
-
-def notebook_parameters(source: str) -> dict[str, Any]:
-    """Names and defaults of the ``parameters`` cell of a percent-format notebook."""
-    import jupytext
-    import papermill
-
-    with tempfile.TemporaryDirectory() as scratch:
-        converted = os.path.join(scratch, "inspect.ipynb")
-        jupytext.write(jupytext.read(source), converted)
-        inferred = papermill.inspect_notebook(converted)
-    return {name: _literal(info["default"]) for name, info in inferred.items()}
-
-
-def _literal(source: str) -> Any:
-    """papermill reports defaults as source text; turn ``50`` or ``None`` into values."""
-    import ast
-
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        return source
-
-
-def strip_noise(notebook) -> None:
-    """Remove :data:`NOISE` lines from stderr outputs, and outputs left empty."""
-    for cell in notebook.cells:
-        kept = []
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                lines = [line for line in output["text"].splitlines(keepends=True) if not NOISE.match(line)]
-                if not "".join(lines).strip():
-                    continue
-                output["text"] = "".join(lines)
-            kept.append(output)
-        if "outputs" in cell:
-            cell["outputs"] = kept
-
-
-def render_html(notebook_path: str, html_path: str) -> None:
-    """Render an executed notebook to a self-contained HTML report without code cells.
-
-    No request leaves the file (no CDN script, style or font), every figure has an alt
-    text, and a successful run gets its interactive PCA map (see :mod:`fruits.report_html`).
-    """
-    import nbformat
-
-    from fruits.report_html import render
-
-    notebook = nbformat.read(notebook_path, as_version=4)
-    body = render(notebook)
-    with open(html_path, "w", encoding="utf-8") as handle:
-        handle.write(body)

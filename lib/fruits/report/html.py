@@ -1,6 +1,6 @@
 """Turn an executed notebook into the HTML report a reviewer opens: offline, described, complete.
 
-:func:`fruits.report.render_html` calls :func:`render` after papermill, on the machine
+:func:`fruits.report.notebook_run.render_html` calls :func:`render` after papermill, on the machine
 that ran the notebook (``fruits run``, ``fruits run --livy``, an EMR step). It
 
 - renders with nbconvert's ``lab`` template minus everything that loads from the
@@ -8,9 +8,9 @@ that ran the notebook (``fruits run``, ``fruits run --livy``, an EMR step). It
   widgets manager (from unpkg) are left out, so the file makes no request;
 - drops widget outputs (sparkmagic's progress bars) and noisy start-up log lines;
 - gives every figure its alt text: the sentence the figure wrote into its PNG
-  (:data:`fruits.plots.ALT_TEXT_KEY`, which survives Livy), else the heading above it;
+  (:data:`fruits.report.plots.ALT_TEXT_KEY`, which survives Livy), else the heading above it;
 - adds what a kernel behind Livy cannot send back: an interactive PCA map with hover
-  thumbnails (:mod:`fruits.interactive`), read from the run's written outputs, only when
+  thumbnails (:mod:`fruits.report.interactive`), read from the run's written outputs, only when
   the notebook succeeded and the outputs were written by this execution.
 """
 
@@ -29,6 +29,15 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 #: What nbconvert writes when an image has no alt text; never in our reports.
 NBCONVERT_PLACEHOLDER = "No description has been provided for this image"
+
+#: Start-up chatter of TensorFlow, absl and Hadoop that says nothing about the run;
+#: dropped from the HTML report only (the executed notebook keeps every line).
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 .*oneDNN custom operations"
+    r"|.*WARN NativeCodeLoader: Unable to load native-hadoop|Setting default log level to"
+    r"|To adjust logging level use sc.setLogLevel|WARNING: Using incubator modules"
+    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP)"
+)
 
 #: Code cells whose figure the interactive map follows.
 MAP_ANCHOR = "plots.pca_map("
@@ -62,7 +71,7 @@ def png_description(data: str) -> str | None:
     """The alt text a report figure wrote into its PNG (base64 as in a notebook), if any."""
     from PIL import Image
 
-    from fruits.plots import ALT_TEXT_KEY
+    from fruits.report.plots import ALT_TEXT_KEY
 
     try:
         image = Image.open(io.BytesIO(base64.b64decode(data)))
@@ -120,7 +129,7 @@ def run_outputs(notebook) -> str | None:
     manifest predates this execution (a previous run's outputs).
     """
     from fruits.storage.layout import NoRunError, OutputLayout, current_run, run_layout
-    from fruits.manifest import read_json
+    from fruits.run.manifest import read_json
 
     papermill = notebook.metadata.get("papermill", {})
     parameters = papermill.get("parameters", {})
@@ -160,7 +169,7 @@ def add_interactive_map(notebook, output_dir: str) -> str | None:
     import nbformat
 
     try:
-        from fruits import interactive
+        from fruits.report import interactive
 
         fragment = interactive.build(output_dir)
     except ImportError as exc:
@@ -196,7 +205,6 @@ def exporter():
 
 def render(notebook, *, interactive: bool = True) -> str:
     """The report's HTML for an executed notebook (modified in place)."""
-    from fruits.report import strip_noise
 
     strip_noise(notebook)
     strip_widgets(notebook)
@@ -214,3 +222,17 @@ def render(notebook, *, interactive: bool = True) -> str:
         body = body.replace(_PLACEHOLDER, fragment, 1)
     return body
 
+
+def strip_noise(notebook) -> None:
+    """Remove :data:`NOISE` lines from stderr outputs, and outputs left empty."""
+    for cell in notebook.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in output["text"].splitlines(keepends=True) if not NOISE.match(line)]
+                if not "".join(lines).strip():
+                    continue
+                output["text"] = "".join(lines)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept

@@ -2,7 +2,7 @@
 
 Livy returns nothing but text and PNG, so nothing interactive can come from the cloud
 notebook's kernel. This map is built when the report is rendered
-(:func:`fruits.report.render_html`, on the machine that ran papermill), from the run's
+(:func:`fruits.report.notebook_run.render_html`, on the machine that ran papermill), from the run's
 written outputs (a local folder or ``s3://`` through fsspec): no Spark session, a
 bounded sample of points, and plotly's JavaScript inlined so the report makes no
 request. Hovering a point shows its image, label and path; clicking a class in the
@@ -56,7 +56,7 @@ def thumbnails(paths, *, side: int = 64, quality: int = 80) -> list[str]:
     """``data:`` URIs of small JPEG thumbnails (an empty string for an unreadable file)."""
     from PIL import Image
 
-    from fruits.explore import load_pixels
+    from fruits.report.explore import load_pixels
 
     pixels = load_pixels(list(paths), side=side, threads=16)
     uris = []
@@ -93,7 +93,7 @@ def map_html(points: pd.DataFrame, *, thumbs: list[str], title: str) -> str:
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
-    from fruits.plots import _palette
+    from fruits.report.plots import _palette
 
     labels = sorted(points["label"].unique())
     colours = dict(zip(labels, map(_hex, _palette(len(labels)))))

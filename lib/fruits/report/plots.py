@@ -3,13 +3,13 @@
 Figures are built without pyplot, so they work headless (papermill, tests, a Livy
 driver) and nothing is shown twice. A notebook shows one with ``%matplot figure``:
 Livy's Python REPL answers that magic with the PNG of ``figure.gcf()``, which sparkmagic
-displays; :func:`fruits.report.register_matplot_magic` gives a local kernel the same
+displays; :func:`fruits.report.display.register_matplot_magic` gives a local kernel the same
 magic, so both notebooks share their cells.
 
 Every figure carries a sentence for readers who cannot see it (``figure.alt``). Livy
 returns nothing but the PNG, so the sentence travels inside it: a report figure writes
 it into the PNG's ``Description`` text chunk whenever it is saved as PNG, and
-:func:`fruits.report.render_html` turns that chunk into the ``<img>``'s alt text.
+:func:`fruits.report.notebook_run.render_html` turns that chunk into the ``<img>``'s alt text.
 
 The figures are meant to stay readable from 3 to 120+ classes: class counts as sorted
 horizontal bars in columns, class names on the PCA map's centroids instead of a legend,
@@ -257,7 +257,7 @@ def pca_map(points: pd.DataFrame, *, max_legend: int = 20):
     Parameters
     ----------
     points : pandas.DataFrame
-        ``label``, ``pc1``, ``pc2`` (a bounded sample, :func:`fruits.explore.pca_points`).
+        ``label``, ``pc1``, ``pc2`` (a bounded sample, :func:`fruits.report.explore.pca_points`).
     max_legend : int
         Up to this many classes also get a legend; beyond, the centroid labels name them.
     """
@@ -343,7 +343,7 @@ def nearest_neighbours(frame: pd.DataFrame):
     ----------
     frame : pandas.DataFrame
         ``query``, ``rank`` (0 = the query itself), ``label``, ``distance``, ``pixels``
-        (:func:`fruits.explore.nearest_neighbours`).
+        (:func:`fruits.report.explore.nearest_neighbours`).
     """
     title = "What looks alike to the network: nearest neighbours in PCA space"
     if frame.empty:
@@ -428,7 +428,7 @@ def confused_pairs(examples: pd.DataFrame, *, title: str = "Most confused class 
     examples : pandas.DataFrame
         ``pair``, ``true``, ``predicted``, ``count``, ``role`` (``"mistaken"``: an image of
         ``true`` predicted as ``predicted``; ``"other"``: an image of ``predicted``), ``pixels``
-        (:func:`fruits.explore.confused_examples`).
+        (:func:`fruits.report.explore.confused_examples`).
     """
     if examples.empty:
         return message("No image was confused with another class.", title=title)

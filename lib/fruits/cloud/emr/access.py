@@ -26,9 +26,10 @@ from __future__ import annotations
 import ipaddress
 import json
 
-#: JupyterHub's and Livy's ports on the EMR primary node.
+from fruits.cloud.platform import LIVY_PORT  # noqa: F401 - Livy's port on the primary node, as everywhere
+
+#: JupyterHub's port on the EMR primary node.
 JUPYTERHUB_PORT = 9443
-LIVY_PORT = 8998
 SSH_GROUP_NAME = "fruits-emr-ssh"
 SSH_GROUP_DESCRIPTION = "fruits-emr: SSH (tcp 22) to the primary node from one address, nothing else"
 PORT_FORWARDING_DOCUMENT = "AWS-StartPortForwardingSession"

@@ -5,7 +5,7 @@ The project creates its own roles instead of relying on the account's defaults:
 ``fruits-emr-ec2`` (role and instance profile of the same name)
     Trusted by ``ec2.amazonaws.com``. Its inline policy is ``emr-config/iam-instance-policy.json``
     rendered for one bucket (list the bucket, read/write its objects, read the JupyterHub passwords
-    ``fruits-emr/<bucket>/jupyterhub/*`` of ``fruits.emr_users``, nothing else), replacing
+    ``fruits-emr/<bucket>/jupyterhub/*`` of ``fruits.cloud.emr.users``, nothing else), replacing
     ``EMR_EC2_DefaultRole``'s ``s3:*`` on every bucket. ``AmazonSSMManagedInstanceCore`` is attached
     so that Session Manager can port-forward to JupyterHub with no inbound rule at all.
     EMR refuses an instance profile whose name differs from its role's ("invalid instance
@@ -37,7 +37,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fruits import emr
+from fruits.cloud.emr.aws import check_bucket, client
+from fruits.cloud.emr.templates import load_template, render
 
 INSTANCE_ROLE = "fruits-emr-ec2"
 SERVICE_ROLE = "fruits-emr-service"
@@ -70,22 +71,22 @@ def _values(*, bucket: str, prefix: str, account: str) -> dict[str, str]:
 
 def policy_documents(*, bucket: str, prefix: str = "fruits", account: str) -> dict[str, dict]:
     """The four policy documents of the setup, rendered from ``emr-config/``."""
-    emr.check_bucket(bucket)
+    check_bucket(bucket)
     values = _values(bucket=bucket, prefix=prefix, account=account)
-    return {name: emr.render(emr.load_template(f"{name}.json"), values)
+    return {name: render(load_template(f"{name}.json"), values)
             for name in ("iam-instance-trust", "iam-instance-policy", "iam-service-trust",
                          "iam-service-pass-instance-role")}
 
 
 def caller_policy(*, bucket: str, account: str) -> dict:
     """``emr-config/caller-policy.json`` rendered: what a person needs to upload, launch, run, tunnel."""
-    emr.check_bucket(bucket)
-    return emr.render(emr.load_template("caller-policy.json"), _values(bucket=bucket, prefix="", account=account))
+    check_bucket(bucket)
+    return render(load_template("caller-policy.json"), _values(bucket=bucket, prefix="", account=account))
 
 
 def setup_policy(*, account: str) -> dict:
     """``emr-config/setup-policy.json`` rendered: what the administrator running ``fruits emr setup`` needs."""
-    return emr.render(emr.load_template("setup-policy.json"),
+    return render(load_template("setup-policy.json"),
                       _values(bucket="unused-bucket", prefix="", account=account))
 
 
@@ -258,5 +259,5 @@ def run(steps: list[Step], *, echo=print) -> int:
 
 def account_id(sts=None) -> str:
     """The caller's account id, from STS (a read-only call that needs no permission)."""
-    sts = sts or emr.client("sts")
+    sts = sts or client("sts")
     return sts.get_caller_identity()["Account"]

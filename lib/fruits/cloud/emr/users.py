@@ -33,7 +33,7 @@ import shlex
 from pathlib import Path
 from typing import Callable, Iterable
 
-from fruits import emr
+from fruits.cloud.emr.aws import check_bucket
 
 #: The step script, uploaded by ``fruits emr upload`` next to the bootstrap action.
 STEP_SCRIPT = "jupyterhub-users.sh"
@@ -78,7 +78,7 @@ def parse_users(users: str | None = None, users_file: str | Path | None = None) 
 
 def secret_prefix(bucket: str) -> str:
     """``fruits-emr/<bucket>/jupyterhub/``: the only secrets the instance role may read."""
-    emr.check_bucket(bucket)
+    check_bucket(bucket)
     return f"fruits-emr/{bucket}/jupyterhub/"
 
 

@@ -9,7 +9,9 @@ executing statements with the semantics of Livy's own Python REPL (``fake_shell.
 last expression printed, ``%matplot``, ``%json``, ``%table``). It records every request
 so tests can assert on the conversation.
 
-- :mod:`fruits.livy.server`: the HTTP server and the sessions.
-- :mod:`fruits.livy.repl`: the session process (Livy's Python REPL protocol).
-- :mod:`fruits.livy.client`: sparkmagic's configuration and kernel, for papermill runs.
+- :mod:`fruits.cloud.livy.server`: the HTTP server and the sessions.
+- :mod:`fruits.cloud.livy.repl`: the session process (Livy's Python REPL protocol).
+- :mod:`fruits.cloud.livy.client`: sparkmagic's configuration and kernel, for papermill runs.
+- :mod:`fruits.cloud.livy.rest`: a small Livy REST client with bounded waits (for any Livy, real or
+  double: ``fruits emr doctor`` and ``fruits run --livy``'s reachability check).
 """

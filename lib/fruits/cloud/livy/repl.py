@@ -1,6 +1,6 @@
 """The session process of the Livy double: one PySpark driver running statements as Livy's Python REPL does.
 
-Started by :mod:`fruits.livy.server` as ``python -m fruits.livy.repl``. It reads the
+Started by :mod:`fruits.cloud.livy.server` as ``python -m fruits.cloud.livy.repl``. It reads the
 ``POST /sessions`` body as its first input line, builds a ``SparkSession`` from it and
 then executes one statement per input line, answering one JSON line each on a channel
 of its own (a duplicate of the original stdout; everything the JVM or C libraries write

@@ -1,6 +1,6 @@
 """The Livy double's REST server: Livy's interactive-session endpoints over real PySpark processes.
 
-A **test double** of Apache Livy 0.8 (see :mod:`fruits.livy`). Endpoints, status codes
+A **test double** of Apache Livy 0.8 (see :mod:`fruits.cloud.livy`). Endpoints, status codes
 and JSON shapes are those of Livy's REST API that sparkmagic calls
 (``sparkmagic/livyclientlib/livyreliablehttpclient.py``):
 
@@ -72,7 +72,7 @@ class Statement:
 
 @dataclass
 class Session:
-    """One interactive session: a PySpark process running :mod:`fruits.livy.repl`."""
+    """One interactive session: a PySpark process running :mod:`fruits.cloud.livy.repl`."""
 
     id: int
     body: dict
@@ -190,7 +190,7 @@ class LivyDouble:
                "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
         log = open(session.log_path, "ab")
         session.process = subprocess.Popen(
-            [sys.executable, "-m", "fruits.livy.repl"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "fruits.cloud.livy.repl"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log, env=env, cwd=os.getcwd(), start_new_session=True)
         log.close()
         session.process.stdin.write((json.dumps(body) + "\n").encode())
