@@ -3,13 +3,11 @@ engine records and reuses its calibration, and stays close to fp32 on real image
 
 Every engine is reached through the registry, as the run, the projection and the workers reach it."""
 
-import argparse
-
 import numpy as np
 import pytest
 
 from fruits import config, engines
-from fruits.cli import resolve_parameters
+from fruits.cli import build_parser, resolve_parameters
 from fruits.params import RunParams
 
 
@@ -129,8 +127,8 @@ def test_int8_engine_name_is_accepted_everywhere_an_engine_is_named():
 
     assert "onnx-int8" in engines.names()
     assert RunParams(engine="onnx-int8", image_size=100).validate().engine == "onnx-int8"
-    args = argparse.Namespace(parameter=[("engine", "onnx-int8")], input=None, output="/tmp/fruits-unused")
-    assert resolve_parameters(args, {"engine": "onnx"})["engine"] == "onnx-int8"  # what `fruits run -p` checks
+    args = build_parser().parse_args(["run", "-p", "engine", "onnx-int8", "--output", "/tmp/fruits-unused"])
+    assert resolve_parameters(args)["engine"] == "onnx-int8"  # what `fruits run -p` checks
     for notebook in ("01-featurize-local.py", "02-featurize-emr.py"):
         line = next(line for line in (Path(__file__).parents[1] / "notebooks" / notebook).read_text().splitlines()
                     if line.startswith("engine = "))
