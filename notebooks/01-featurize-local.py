@@ -52,6 +52,7 @@ driver_memory = "4g"  # local Spark JVM heap
 # the run before any Spark job.
 
 # %%
+from fruits.inputs.listing import spread_sample
 from fruits.report import explore, plots
 from fruits.params import RunParams
 from fruits.run import execute, prepare
@@ -63,8 +64,7 @@ register_matplot_magic()  # `%matplot figure` draws a figure here as in the PySp
 
 prepared = prepare(RunParams.from_namespace(globals()))
 show_banners(prepared.banners)
-print(f"{prepared.listing.total} files in {prepared.input_path}: "
-      f"{len(prepared.listing.images)} images in {len(prepared.listing.labels())} classes")
+print(f"{prepared.input_path}: {len(prepared.source.folders)} class folders; Spark lists their files")
 print(prepared.weights.describe())
 
 # %% [markdown]
@@ -94,7 +94,8 @@ figure = plots.class_counts(explore.class_counts(spark, result.layout))
 # ## Sample images
 
 # %%
-figure = plots.sample_grid(explore.sample_images(prepared.listing, count=16, seed=seed))
+figure = plots.sample_grid(explore.sample_images(
+    spread_sample(spark.read.parquet(result.layout.features), per_label=2, seed=seed), count=16, seed=seed))
 # %matplot figure
 
 # %% [markdown]

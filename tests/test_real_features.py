@@ -5,8 +5,8 @@ import pytest
 
 from fruits import engines
 from fruits.featurize import featurize
-from fruits.listing import list_inputs
-from fruits.loading import read_images
+from fruits.inputs.listing import check_input, list_files
+from fruits.inputs.reading import read_images
 from tests.conftest import copy_slice
 
 pytestmark = pytest.mark.slow
@@ -30,9 +30,8 @@ def plain_keras_features(paths, weights_path):
 @pytest.mark.parametrize("engine", ["keras", "onnx"])
 def test_spark_features_equal_plain_keras(spark, real_images, real_weights, tmp_path, engine):
     images = copy_slice(real_images / "Test", tmp_path / "Test", classes=4, per_class=6)
-    listing = list_inputs(str(images))
-    images_df, not_read = read_images(spark, listing.root, listing.images)
-    assert not_read == []
+    listing = list_files(spark, check_input(str(images)), str(tmp_path / "listing"))
+    images_df = read_images(listing.images(), partitions=3)
     prepared = _prepared(engine, real_weights)
     rows = featurize(images_df, prepared, batch_size=5, threads_per_task=1, partitions=3).collect()
     assert len(rows) == 24 and all(row.error is None for row in rows)
@@ -51,8 +50,8 @@ def _prepared(name, weights, *, input_size=224):
 
 
 def _spark_features(spark, images_dir, engine):
-    listing = list_inputs(str(images_dir))
-    images_df, _ = read_images(spark, listing.root, listing.images)
+    listing = list_files(spark, check_input(str(images_dir)), str(images_dir) + "-listing")
+    images_df = read_images(listing.images(), partitions=2)
     rows = featurize(images_df, engine, batch_size=4, threads_per_task=1, partitions=2).collect()
     assert all(row.error is None for row in rows)
     return {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}

@@ -19,7 +19,7 @@ from PIL import Image
 from fruits.run import steps as run_steps
 from fruits.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
-from fruits.listing import UNLABELLED
+from fruits.inputs.listing import UNLABELLED
 from fruits.params import RunParams
 from fruits.run import execute, prepare
 
@@ -135,7 +135,7 @@ def test_killed_run_leaves_previous_results_intact_and_is_cleaned_up_next_time(s
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
-        while not list(out.glob(".staging-*/_staging/_temporary")):
+        while not list(out.glob(".staging-*/_staging/raw/_temporary")):  # the featurization is writing
             assert time.time() < deadline and process.poll() is None, "run never reached featurization"
             time.sleep(0.5)
     finally:

@@ -144,14 +144,14 @@ WORKER = textwrap.dedent("""
     result = {"rlimits": sorted(set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(rlimit).collect()))}
     if images:
         from fruits.featurize import featurize
-        from fruits.listing import list_inputs
-        from fruits.loading import read_images
+        from fruits.inputs.listing import check_input, list_files
+        from fruits.inputs.reading import read_images
         from fruits import engines
 
-        listing = list_inputs(images)
+        listing = list_files(spark, check_input(images), images.rstrip("/") + "-listing")
         onnx = engines.get("onnx")
         engine = onnx.prepare(onnx.resolve(weights, allow_random=False), input_size=224)
-        frame, _ = read_images(spark, listing.root, listing.images)
+        frame = read_images(listing.images(), partitions=1)
         rows = featurize(frame, engine, batch_size=32, threads_per_task=1, partitions=1).collect()
         result.update(featurized=sum(r.features is not None for r in rows), errors=[r.error for r in rows if r.error],
                       dims=sorted({len(r.features) for r in rows if r.features is not None}))

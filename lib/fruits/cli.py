@@ -228,7 +228,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 
 def project_command_line(args) -> int:
     from fruits.storage.lease import OutputBusy
-    from fruits.listing import InputError
+    from fruits.inputs.listing import InputError
     from fruits.run.projection import project_images
     from fruits.session import local_spark
     from fruits.engines.weights import MissingWeightsError

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 from fruits.engines import PreparedEngine
 from fruits.udf import make_feature_udf, predictor_factory
-
-#: Schema of ``rejected/``: every file given but not featurized, with the reason.
-REJECTED_SCHEMA = "path string, reason string"
 
 #: Images per Spark partition when the run does not fix the partition count: enough
 #: to amortise task overhead, small enough to spread over every core.
@@ -52,7 +48,9 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
     Parameters
     ----------
     images_df : pyspark.sql.DataFrame
-        ``path``, ``label``, ``content``.
+        ``path``, ``label``, ``content``, and optionally ``read_error``
+        (:func:`fruits.inputs.reading.read_images`): a file that could not be read
+        keeps that reason as its ``error``.
     engine : PreparedEngine
         Its payload is broadcast once; every worker builds its predictor from it.
     partitions : int
@@ -63,6 +61,8 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
     pyspark.sql.DataFrame
         ``path``, ``label``, ``features`` (array<float> or null), ``error`` (null or reason).
     """
+    from pyspark.sql import functions as F
+
     spark = images_df.sparkSession
     broadcast = spark.sparkContext.broadcast(engine.payload)
     udf = make_feature_udf(
@@ -72,8 +72,10 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
         input_size=engine.input_size,
     )
     spread = spread_over(images_df, partitions)
-    result = spread.select("path", "label", udf("content").alias("result"))
-    return result.select("path", "label", "result.features", "result.error")
+    read_error = F.col("read_error") if "read_error" in images_df.columns else F.lit(None).cast("string")
+    result = spread.select("path", "label", read_error.alias("read_error"), udf("content").alias("result"))
+    return result.select("path", "label", "result.features",
+                         F.coalesce("read_error", "result.error").alias("error"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,24 +86,22 @@ class Outcome:
     rejected: object
 
 
-def featurize_and_split(images_df, not_read: Sequence[tuple[str, str]], engine: PreparedEngine, *,
-                        skipped: Sequence[tuple[str, str]], raw_path: str, batch_size: int,
+def featurize_and_split(images_df, engine: PreparedEngine, *, skipped, raw_path: str, batch_size: int,
                         threads_per_task: int, partitions: int) -> Outcome:
     """Featurize once, writing the UDF's output to ``raw_path``, and split it by outcome.
 
     The network runs exactly once per image: both frames read the Parquet at ``raw_path``.
-    ``rejected`` holds the decode failures plus ``skipped`` (files the listing set aside)
-    and ``not_read`` (listed images Spark did not return), so every file is accounted for.
+    ``rejected`` holds the decode failures, the files that could not be read, and
+    ``skipped`` (a ``path``, ``reason`` DataFrame: files the listing set aside), so
+    every file is accounted for.
     """
     from pyspark.sql import functions as F
 
     featurize(images_df, engine, batch_size=batch_size, threads_per_task=threads_per_task,
               partitions=partitions).write.mode("overwrite").parquet(raw_path)
-    spark = images_df.sparkSession
-    raw = spark.read.parquet(raw_path)
-    recorded = spark.createDataFrame(list(skipped) + list(not_read), REJECTED_SCHEMA)
+    raw = images_df.sparkSession.read.parquet(raw_path)
     return Outcome(
         features=raw.where(F.col("error").isNull()).select("path", "label", "features"),
-        rejected=recorded.unionByName(
+        rejected=skipped.select("path", "reason").unionByName(
             raw.where(F.col("error").isNotNull()).select("path", F.col("error").alias("reason"))),
     )

@@ -37,15 +37,21 @@ class Increment:
         return self.previous is not None
 
 
-def check_compatible(previous: dict, engine_sha256: str, image_size: int) -> None:
-    """Refuse to mix features of another engine, weights or input size into an incremental run."""
+def check_compatible(previous: dict, engine_sha256: str | None, image_size: int) -> None:
+    """Refuse to mix features of another engine, weights or input size into an incremental run.
+
+    ``engine_sha256`` is ``None`` for an ``onnx-int8`` engine still to be calibrated on
+    this run's images: a previous run that recorded no calibration to reuse was made
+    by another engine, so that is refused too.
+    """
     before = previous.get("engine", {})
-    if before.get("sha256") != engine_sha256 or before.get("input_size") != image_size:
+    if engine_sha256 is None or before.get("sha256") != engine_sha256 or before.get("input_size") != image_size:
+        now = "an onnx-int8 graph not yet calibrated" if engine_sha256 is None else f"{engine_sha256[:12]}..."
         raise ValueError(
             "mode='incremental' needs the same engine, weights and image_size as the previous run "
             f"(previous: engine {before.get('name')!r}, image_size {before.get('input_size')}, "
             f"model {str(before.get('sha256'))[:12]}...; now: image_size {image_size}, "
-            f"model {engine_sha256[:12]}...). Use mode='overwrite' to recompute everything."
+            f"model {now}). Use mode='overwrite' to recompute everything."
         )
 
 

@@ -30,6 +30,8 @@ import dataclasses
 import posixpath
 from typing import Iterator
 
+from fruits.storage import location
+
 #: File extensions (lower-cased) that are read as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -108,7 +110,7 @@ class InputRoot:
     @property
     def remote(self) -> bool:
         """True for object stores and other non-local file systems (paths keep their scheme)."""
-        return self.protocol not in ("file", "local")
+        return location.is_remote(self.root)
 
     def user_path(self, fs_path: str) -> str:
         """The path as runs record it: ``s3://bucket/key`` keeps its scheme, local paths have none."""
@@ -245,6 +247,22 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
             f"({', '.join(IMAGE_EXTENSIONS)}, any case); first: {first.path} ({first.reason})"
         )
     return listing
+
+
+def spread_sample(frame, *, per_label: int = 4, seed: int = 0) -> list:
+    """At most ``per_label`` rows (``path``, ``label``) of each label, picked in Spark: a small varied sample.
+
+    For a grid of example images (:func:`fruits.report.explore.sample_images`) from a
+    listing's images or a run's ``features/``, without collecting every path.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if per_label < 1:
+        raise ValueError(f"per_label must be at least 1, got {per_label!r}")
+    order = Window.partitionBy("label").orderBy(F.xxhash64("path", F.lit(seed)), "path")
+    ranked = frame.select("path", "label").withColumn("_rank", F.row_number().over(order))
+    return ranked.where(F.col("_rank") <= per_label).drop("_rank").orderBy("label", "path").collect()
 
 
 def _folder_lister(source: InputRoot):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from fruits.storage import location
+
 #: Reason of a listed image whose bytes could not be read (followed by ``: <error>``).
 NOT_READ = "listed, but could not be read"
 
@@ -79,7 +81,7 @@ def read_files(paths: list[str]) -> tuple[list[bytes | None], list[str | None]]:
     """
     if not paths:
         return [], []
-    if "://" in paths[0]:
+    if location.is_remote(paths[0]):
         import concurrent.futures
 
         import fsspec
@@ -88,7 +90,7 @@ def read_files(paths: list[str]) -> tuple[list[bytes | None], list[str | None]]:
         with concurrent.futures.ThreadPoolExecutor(REMOTE_READ_THREADS) as pool:
             outcomes = list(pool.map(lambda path: _attempt(fs.cat_file, path), paths))
     else:
-        outcomes = [_attempt(_read_local, path) for path in paths]
+        outcomes = [_attempt(_read_local, location.local_path(path)) for path in paths]
     return [content for content, _ in outcomes], [error for _, error in outcomes]
 
 
@@ -102,3 +104,21 @@ def _attempt(read, path: str) -> tuple[bytes | None, str | None]:
         return read(path), None
     except Exception as exc:  # a vanished object or a denied read becomes a recorded rejection
         return None, f"{NOT_READ}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def spark_can_access(spark, path: str) -> bool:
+    """True if Spark's Hadoop layer has a file system for ``path``'s scheme.
+
+    EMR reads and writes ``s3://`` natively; a local pyspark wheel has no S3 connector,
+    and then a run writes its outputs through a local mirror (:mod:`fruits.storage.staged`).
+    Inputs never need it: the executors read them with fsspec.
+    """
+    if not location.is_remote(path):
+        return True
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(location.scheme(path),
+                                                               spark.sparkContext._jsc.hadoopConfiguration())
+    except Exception:  # py4j wraps UnsupportedFileSystemException
+        return False
+    return True

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from fruits.storage.layout import OutputLayout
-from fruits.listing import Listing
 
 
 def class_counts(spark, layout: OutputLayout) -> pd.Series:
@@ -43,8 +42,11 @@ def rejected(spark, layout: OutputLayout, *, limit: int = 50) -> pd.DataFrame:
     return spark.read.parquet(layout.rejected).orderBy("path").limit(limit).toPandas()
 
 
-def sample_images(listing: Listing, *, count: int = 16, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Read ``count`` images spread over classes, on the driver, as ``(label, RGB array)``.
+def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Read ``count`` of ``images`` spread over classes, on the driver, as ``(label, RGB array)``.
+
+    ``images`` are rows with ``path`` and ``label``, a few per class
+    (:func:`fruits.inputs.listing.spread_sample` picks them in Spark).
 
     One image per class in turn (classes in random order), so the grid shows variety.
     Unreadable files are skipped here: the pipeline itself records them.
@@ -55,7 +57,7 @@ def sample_images(listing: Listing, *, count: int = 16, seed: int = 0) -> list[t
 
     rng = random.Random(seed)
     by_label: dict[str, list] = {}
-    for image in listing.images:
+    for image in images:
         by_label.setdefault(image.label, []).append(image)
     labels = list(by_label)
     rng.shuffle(labels)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits.loading import spark_can_access
+from fruits.inputs.reading import spark_can_access
 from fruits.progress import spark_progress
 from fruits.reduce import PcaResult
 from fruits.run import steps
@@ -94,9 +94,9 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
     """Every Spark step into ``staged``, timed; returns the manifest (written there too) and the PCA."""
     timer = StageTimer()
     with timer.stage("read"):
-        read = steps.read(spark, prepared)
+        read = steps.read(spark, prepared, staged)
     with timer.stage("featurize"), spark_progress(spark, "featurize"):
-        outcome, partitions = steps.featurize(spark, prepared, read, staged)
+        outcome = steps.featurize(spark, prepared, read, staged)
     with timer.stage("write"):
         counts, rejected_by_reason = steps.write_features(spark, prepared, read, outcome, staged)
     with timer.stage("pca"), spark_progress(spark, "pca"):
@@ -104,12 +104,13 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
     with timer.stage("write"):
         steps.write_reduction(spark, pca, staged)
     evaluation = None
-    if prepared.train_listing is not None:
+    if prepared.train_source is not None:
         with timer.stage("evaluate"), spark_progress(spark, "evaluate"):
-            evaluation = steps.evaluate(spark, prepared, staged, pca)
+            evaluation = steps.evaluate(spark, prepared, staged, pca, read.engine)
     manifest = build_manifest(
-        spark, prepared, increment=read.increment, counts=counts, rejected_by_reason=rejected_by_reason,
-        pca=pca, pca_reused=steps.reuses_pca(prepared, read.increment), partitions=partitions, timer=timer,
+        spark, prepared, engine=read.engine, classes=read.listing.classes, increment=read.increment, counts=counts,
+        rejected_by_reason=rejected_by_reason, pca=pca, pca_reused=steps.reuses_pca(prepared, read.increment),
+        partitions=read.partitions, timer=timer,
         evaluation=evaluation,
     )
     write_json(manifest, staged.manifest)

@@ -15,7 +15,8 @@ import platform
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for annotations only: the run package imports this module
-    from fruits.incremental import Increment
+    from fruits.engines import PreparedEngine
+    from fruits.inputs.inventory import Increment
     from fruits.reduce import PcaResult
     from fruits.run.plan import PreparedRun
     from fruits.timing import StageTimer
@@ -64,7 +65,8 @@ def read_json(path: str) -> dict:
 OUTPUTS = ("features", "pca", "pca_model", "rejected")
 
 
-def build_manifest(spark, prepared: PreparedRun, *, increment: Increment, counts: dict, rejected_by_reason: dict,
+def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, classes: dict, increment: Increment,
+                   counts: dict, rejected_by_reason: dict,
                    pca: PcaResult, pca_reused: bool, partitions: int, timer: StageTimer,
                    evaluation: dict | None) -> dict:
     """The manifest of a finished run: parameters, weights, engine, Spark, counts, PCA, timings, outputs."""
@@ -89,8 +91,8 @@ def build_manifest(spark, prepared: PreparedRun, *, increment: Increment, counts
             "random": prepared.weights.is_random,
         },
         "engine": {"name": params.engine, "input_size": params.image_size, "batch_size": params.batch_size,
-                   "threads_per_task": params.threads_per_task, "sha256": prepared.engine.sha256,
-                   **prepared.engine.details},
+                   "threads_per_task": params.threads_per_task, "sha256": engine.sha256,
+                   **engine.details},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,
                   "default_parallelism": spark.sparkContext.defaultParallelism,
                   "partitions": partitions},
@@ -98,11 +100,11 @@ def build_manifest(spark, prepared: PreparedRun, *, increment: Increment, counts
         "counts": counts,
         "incremental": {
             "previous_run_id": (prepared.previous or {}).get("run_id"),
-            "carried_over": len(increment.unchanged),
+            "carried_over": increment.carried_over,
             "removed_since_previous": increment.removed,
         },
         "rejected_by_reason": rejected_by_reason,
-        "classes": prepared.listing.labels(),
+        "classes": classes,
         "k": pca.k,
         "variance_target": params.variance_target,
         "pca_fit": "reused" if pca_reused else "refit",

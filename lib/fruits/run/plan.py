@@ -1,8 +1,9 @@
 """Step one of a run, *plan*: every check and the driver's loading, before Spark starts.
 
 ``prepare(params)`` validates the parameters, generates the demo images if needed,
-lists the input, checks the output folder, loads the weights and prepares the
-engine on the driver, then takes the output's lease (:mod:`fruits.storage.lease`): while a
+checks the input (:func:`fruits.inputs.listing.check_input`: it exists, is a folder,
+is not empty; the executors list it later), checks the output folder, loads the
+weights and prepares the engine on the driver, then takes the output's lease (:mod:`fruits.storage.lease`): while a
 run is in progress, a second run into the same output refuses, naming it. Any
 mistake is reported here, before a Spark session exists; the notebooks show that by
 calling it before they start Spark.
@@ -12,17 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits import config, incremental
+from fruits import config
 from fruits.demo_data import generate_demo_images, generate_demo_training_images
-from fruits.engines import PreparedEngine, prepare_engine
+from fruits import engines
+from fruits.engines import PreparedEngine
 from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
 from fruits.storage.lease import Lease
-from fruits.listing import Listing, list_inputs
+from fruits.inputs import inventory
+from fruits.inputs.listing import InputRoot, check_input
 from fruits.params import RunParams
 from fruits.storage import location
 from fruits.storage.publish import new_run_id, pointer_token
 from fruits.run.manifest import read_json
-from fruits.weights import RANDOM_WARNING, ResolvedWeights, resolve_tflite, resolve_weights
+from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 
 
 @dataclasses.dataclass
@@ -31,13 +34,15 @@ class PreparedRun:
 
     params: RunParams
     input_path: str
-    listing: Listing
+    #: The checked input; the executors list it (:func:`fruits.inputs.listing.list_files`).
+    source: InputRoot
     weights: ResolvedWeights
-    engine: PreparedEngine
+    #: ``None`` for ``onnx-int8`` calibrated on this run's images: prepared once Spark has listed them.
+    engine: PreparedEngine | None
     layout: OutputLayout
     run_id: str
     previous: dict | None = None
-    train_listing: Listing | None = None
+    train_source: InputRoot | None = None
     #: The output's lease, held from :func:`prepare` until :func:`fruits.run.execute` ends.
     lease: Lease | None = None
     #: The pointer this run started from (its token), published against (see fruits.storage.publish.commit).
@@ -65,14 +70,16 @@ class PreparedRun:
 
 
 def prepare(params: RunParams) -> PreparedRun:
-    """Validate, list, check the output and load weights, all before any Spark session.
+    """Validate, check the input and the output, and load weights, all before any Spark session.
 
     Raises
     ------
     ValueError
-        A bad parameter, an input that is missing, empty or holds no image
-        (:class:`fruits.listing.InputError`), or an output folder that cannot be used.
-    fruits.weights.MissingWeightsError
+        A bad parameter, an input that is missing, not a folder or empty
+        (:class:`fruits.inputs.listing.InputError`; one that holds no image is refused
+        by :func:`fruits.run.execute`, after the listing and before any image is read),
+        or an output folder that cannot be used.
+    fruits.engines.weights.MissingWeightsError
         No usable weights outside the demo.
     fruits.storage.lease.OutputBusy
         Another run is writing into the output folder; the message names it.
@@ -87,19 +94,19 @@ def prepare(params: RunParams) -> PreparedRun:
         input_path = config.absolute_location(params.input_path)
     output_dir = config.absolute_location(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
-    listing = list_inputs(input_path)
-    train_listing = None
+    source = check_input(input_path)
+    train_source = None
     if train_path is not None:
         train_path = config.absolute_location(train_path)
         if _is_within(output_dir, train_path):
             raise ValueError(f"output_dir {output_dir!r} is inside train_path {train_path!r}")
-        train_listing = list_inputs(train_path)
-    if params.engine == "tflite":
-        weights = resolve_tflite(params.weights)
-    else:
-        weights = resolve_weights(params.weights, allow_random=params.is_demo, seed=params.seed)
-    engine = prepare_engine(params.engine, weights, input_size=params.image_size,
-                            calibration=_int8_calibration(params, listing, output_dir))
+        train_source = check_input(train_path)
+    chosen = engines.get(params.engine)
+    weights = chosen.resolve(params.weights, allow_random=params.is_demo, seed=params.seed)
+    recorded = _continued_engine(params, output_dir)
+    engine = None  # an engine that calibrates on this run's images is prepared once Spark has listed them
+    if not chosen.needs_inputs(recorded):
+        engine = chosen.prepare(weights, input_size=params.image_size, recorded=recorded)
     run_id = params.run_id or new_run_id()
     # From here on no other run can write into output_dir or move its pointer.
     lease = Lease.acquire(output_dir, run_id)
@@ -115,7 +122,7 @@ def prepare(params: RunParams) -> PreparedRun:
             previous_layout = None
         if params.mode == "incremental" and previous_layout is not None:
             previous = read_json(previous_layout.manifest)
-            incremental.check_compatible(previous, engine.sha256, params.image_size)
+            inventory.check_compatible(previous, engine.sha256 if engine else None, params.image_size)
             if not location.exists(previous_layout.inventory):
                 raise ValueError(
                     f"output_dir {output_dir!r} holds a run without inventory/ (made by an older version): "
@@ -127,35 +134,34 @@ def prepare(params: RunParams) -> PreparedRun:
     return PreparedRun(
         params=params,
         input_path=input_path,
-        listing=listing,
+        source=source,
         weights=weights,
         engine=engine,
         layout=OutputLayout(output_dir),
         run_id=run_id,
         previous=previous,
-        train_listing=train_listing,
+        train_source=train_source,
         lease=lease,
         pointer_token=token,
         previous_layout=previous_layout,
     )
 
 
-def _int8_calibration(params: RunParams, listing: Listing, output_dir: str):
-    """What ``onnx-int8`` calibrates on: the run's images, or those the current run recorded.
+def _continued_engine(params: RunParams, output_dir: str) -> dict | None:
+    """The ``engine`` record of the run an incremental run continues, or ``None``.
 
-    An incremental run must rebuild the very graph its predecessor used (its features
-    are kept), so it reuses the recorded calibration images; other engines need none.
+    An incremental run keeps its predecessor's features, so its engine must rebuild
+    the very model that run used (``onnx-int8``: quantized on the images it
+    recorded). A new or overwriting run prepares its engine afresh; one that
+    calibrates on its own images gets them once Spark has listed them
+    (:func:`fruits.run.steps.calibrated_engine`).
     """
-    if params.engine != "onnx-int8":
+    if params.mode != "incremental":
         return None
-    if params.mode == "incremental":
-        try:
-            recorded = read_json(current_layout(output_dir).manifest).get("engine", {}).get("calibration")
-        except NoRunError:
-            recorded = None
-        if recorded:
-            return recorded
-    return [image.path for image in listing.images]
+    try:
+        return read_json(current_layout(output_dir).manifest).get("engine")
+    except NoRunError:
+        return None
 
 
 def check_output_dir(output_dir: str, input_path: str, mode: str) -> None:

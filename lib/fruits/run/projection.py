@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from fruits import engines
 from fruits.featurize import choose_partitions, featurize_and_split
-from fruits.listing import list_inputs
-from fruits.loading import read_images, spark_can_access
+from fruits.inputs.listing import check_input, list_files
+from fruits.inputs.reading import read_images, spark_can_access
 from fruits.run.manifest import read_json, utc_now, write_json
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout, current_run, holds_run
@@ -76,7 +76,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     out = OutputLayout(output_dir.rstrip("/"))
     if holds_run(out.root) and not overwrite:
         raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
-    listing = list_inputs(input_path)
+    source = check_input(input_path)
     # An int8 run is re-quantized on the very calibration images it recorded, so the graph is the run's.
     engine = engines.get(manifest["engine"]["name"]).prepare(resolved, input_size=manifest["engine"]["input_size"],
                                                              recorded=manifest["engine"])
@@ -89,12 +89,12 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
         with staged_run(out.root, run_id, lease=lease, expected=pointer_token(out.root),
                         spark_writable=spark_can_access(spark, out.root)) as staged:
             staging = staged.layout
-            images, not_read = read_images(spark, listing.root, listing.images)
+            listing = list_files(spark, source, f"{staging.staging}/listing")
+            partitions = choose_partitions(spark, listing.image_count, None)
             outcome = featurize_and_split(
-                images, not_read, engine, skipped=listing.skipped, raw_path=staging.staging,
-                batch_size=manifest["engine"]["batch_size"],
-                threads_per_task=manifest["engine"]["threads_per_task"],
-                partitions=choose_partitions(spark, len(listing.images), None),
+                read_images(listing.images(), partitions=partitions), engine, skipped=listing.skipped(),
+                raw_path=f"{staging.staging}/raw", batch_size=manifest["engine"]["batch_size"],
+                threads_per_task=manifest["engine"]["threads_per_task"], partitions=partitions,
             )
             models = _models_spark_can_read(spark, run)
             projected = project(PCAModel.load(models.pca_model), outcome.features)

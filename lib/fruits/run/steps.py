@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits import incremental
+from fruits import engines
+from fruits.engines import PreparedEngine
 from fruits.featurize import Outcome, choose_partitions, featurize_and_split
+from fruits.inputs import calibration, inventory
+from fruits.inputs.listing import Listing, list_files
+from fruits.inputs.reading import NOT_READ, read_images
 from fruits.storage.layout import OutputLayout
-from fruits.loading import read_images
 from fruits.storage import location
 from fruits.reduce import PcaResult, fit_pca, project
 from fruits.run.plan import PreparedRun
@@ -20,38 +23,58 @@ from fruits.run.plan import PreparedRun
 
 @dataclasses.dataclass
 class ReadImages:
-    """What :func:`read` found: the images to featurize and those Spark could not read."""
+    """What :func:`read` found: the listing, the images to featurize (read by the executors) and the engine."""
 
-    increment: incremental.Increment
-    images: object  # pyspark.sql.DataFrame: path, label, content
-    not_read: list[tuple[str, str]]
-
-
-def read(spark, prepared: PreparedRun) -> ReadImages:
-    """Split the input into new and carried-over images, and load the new ones' bytes."""
-    increment = incremental.plan(spark, prepared.previous_layout, prepared.listing, prepared.previous)
-    images, not_read = read_images(spark, prepared.listing.root, increment.to_process)
-    return ReadImages(increment, images, not_read)
+    listing: Listing
+    increment: inventory.Increment
+    images: object  # pyspark.sql.DataFrame: path, label, content, read_error
+    partitions: int
+    #: ``prepared.engine``, or the ``onnx-int8`` engine calibrated on this run's listing.
+    engine: PreparedEngine
 
 
-def featurize(spark, prepared: PreparedRun, read_result: ReadImages, staged: OutputLayout):
-    """Featurize the images read; returns the outcome (features and rejections) and the partitions used."""
+def read(spark, prepared: PreparedRun, staged: OutputLayout) -> ReadImages:
+    """List the input, split it into new and carried-over images, and plan reading the new ones.
+
+    Only counts and at most 100 calibration paths come back to the driver; the
+    images are read by the executors in the featurization's own stage.
+    """
     params = prepared.params
-    count = len(read_result.increment.to_process)
-    partitions = choose_partitions(spark, max(1, count), params.partitions)
-    spark.sparkContext.setJobDescription(f"fruits: featurize {count} images")
-    outcome = featurize_and_split(
-        read_result.images, read_result.not_read, prepared.engine, skipped=prepared.listing.skipped,
-        raw_path=staged.staging, batch_size=params.batch_size, threads_per_task=params.threads_per_task,
-        partitions=partitions,
+    listing = list_files(spark, prepared.source, f"{staged.staging}/listing")  # the run's one snapshot
+    previous_inventory = prepared.previous_layout.inventory if prepared.previous is not None else None
+    increment = inventory.plan(listing, prepared.previous, previous_inventory)
+    engine = prepared.engine or calibrated_engine(prepared, listing)
+    partitions = choose_partitions(spark, max(1, increment.to_process_count), params.partitions)
+    images = read_images(increment.to_process, partitions=partitions)
+    return ReadImages(listing, increment, images, partitions, engine)
+
+
+def calibrated_engine(prepared: PreparedRun, listing: Listing) -> PreparedEngine:
+    """The run's engine, calibrated on images of this run's listing chosen in Spark (``onnx-int8``)."""
+    params = prepared.params
+    engine = engines.get(params.engine)
+    paths = calibration.choose_calibration(listing.images(), count=engine.calibration_images)
+    return engine.prepare(prepared.weights, input_size=params.image_size, inputs=paths)
+
+
+def featurize(spark, prepared: PreparedRun, read_result: ReadImages, staged: OutputLayout) -> Outcome:
+    """Featurize the images read; returns the outcome (features and rejections)."""
+    params = prepared.params
+    spark.sparkContext.setJobDescription(f"fruits: featurize {read_result.increment.to_process_count} images")
+    return featurize_and_split(
+        read_result.images, read_result.engine, skipped=read_result.listing.skipped(),
+        raw_path=f"{staged.staging}/raw", batch_size=params.batch_size,
+        threads_per_task=params.threads_per_task, partitions=read_result.partitions,
     )
-    return outcome, partitions
 
 
 def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcome: Outcome,
                    staged: OutputLayout) -> tuple[dict, dict]:
     """Write ``features/``, ``rejected/`` (with what is carried over) and ``inventory/``,
     and check that every file given is accounted for exactly once.
+
+    Every count is a Spark aggregation over the run's listing snapshot and the
+    outputs just written.
 
     Returns
     -------
@@ -65,18 +88,15 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     """
     from pyspark.sql import functions as F
 
-    listing, previous = prepared.listing, prepared.previous_layout
-    increment, not_read = read_result.increment, read_result.not_read
+    listing, previous, increment = read_result.listing, prepared.previous_layout, read_result.increment
     features, rejected = outcome.features, outcome.rejected
-    if increment.unchanged:
-        features = features.unionByName(incremental.carried_over(spark, previous.features, increment.unchanged))
-        rejected = rejected.unionByName(incremental.carried_over(spark, previous.rejected, increment.unchanged))
+    if increment.carried_over:
+        features = features.unionByName(inventory.carried_over(spark, previous.features, increment.unchanged))
+        rejected = rejected.unionByName(inventory.carried_over(spark, previous.rejected, increment.unchanged))
     features.write.mode("overwrite").parquet(staged.features)
     rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
-    not_read_paths = {path for path, _ in not_read}
-    spark.createDataFrame(
-        incremental.inventory_rows(listing.images, not_read_paths), incremental.INVENTORY_SCHEMA
-    ).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
+    not_read = outcome.rejected.where(F.col("reason").startswith(NOT_READ))
+    inventory.inventory(listing, not_read).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
 
     featurized = spark.read.parquet(staged.features).count()
     by_reason = {
@@ -84,7 +104,7 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
         for row in spark.read.parquet(staged.rejected)
         .groupBy(F.substring_index("reason", ":", 1).alias("kind")).count().collect()
     }
-    counts = {"input": listing.total, "images": len(listing.images), "featurized": featurized,
+    counts = {"input": listing.total, "images": listing.image_count, "featurized": featurized,
               "rejected": sum(by_reason.values()),
               "featurized_this_run": outcome.features.count()}
     if counts["featurized"] + counts["rejected"] != counts["input"]:
@@ -95,12 +115,12 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     return counts, dict(sorted(by_reason.items()))
 
 
-def reuses_pca(prepared: PreparedRun, increment: incremental.Increment) -> bool:
+def reuses_pca(prepared: PreparedRun, increment: inventory.Increment) -> bool:
     """True when this run keeps the previous run's PCA (``pca='reuse'`` on an incremental run)."""
     return prepared.params.pca == "reuse" and increment.is_incremental
 
 
-def reduce(spark, prepared: PreparedRun, increment: incremental.Increment, staged: OutputLayout) -> PcaResult:
+def reduce(spark, prepared: PreparedRun, increment: inventory.Increment, staged: OutputLayout) -> PcaResult:
     """Fit PCA on ``features/`` (or reuse the previous run's model)."""
     params = prepared.params
     features = spark.read.parquet(staged.features)
@@ -122,17 +142,18 @@ def write_reduction(spark, pca: PcaResult, staged: OutputLayout) -> None:
     location.remove(staged.staging)
 
 
-def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult) -> dict:
+def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult, engine: PreparedEngine) -> dict:
     """Featurize the training set with the same engine, then fit and score the classifier."""
     from fruits.evaluate import evaluate as fit_and_score
 
-    train, params = prepared.train_listing, prepared.params
+    params = prepared.params
     spark.sparkContext.setJobDescription("fruits: evaluation")
-    images, not_read = read_images(spark, train.root, train.images)
+    train = list_files(spark, prepared.train_source, f"{staged.staging}/train_listing")
+    partitions = choose_partitions(spark, train.image_count, params.partitions)
     outcome = featurize_and_split(
-        images, not_read, prepared.engine, skipped=train.skipped, raw_path=staged.staging,
-        batch_size=params.batch_size, threads_per_task=params.threads_per_task,
-        partitions=choose_partitions(spark, len(train.images), params.partitions),
+        read_images(train.images(), partitions=partitions), engine, skipped=train.skipped(),
+        raw_path=f"{staged.staging}/train_raw", batch_size=params.batch_size,
+        threads_per_task=params.threads_per_task, partitions=partitions,
     )
     outcome.features.write.mode("overwrite").parquet(staged.train_features)
     train_rejected = outcome.rejected.count()
