@@ -37,7 +37,8 @@ class PreparedRun:
     #: The checked input; the executors list it (:func:`fruits.inputs.listing.list_files`).
     source: InputRoot
     weights: ResolvedWeights
-    #: ``None`` for ``onnx-int8`` calibrated on this run's images: prepared once Spark has listed them.
+    #: ``None`` for an engine that calibrates on this run's images (``onnx-int8``, see
+    #: :meth:`fruits.engines.Engine.needs_inputs`): prepared once Spark has listed them.
     engine: PreparedEngine | None
     layout: OutputLayout
     run_id: str

@@ -29,7 +29,7 @@ class ReadImages:
     increment: inventory.Increment
     images: object  # pyspark.sql.DataFrame: path, label, content, read_error
     partitions: int
-    #: ``prepared.engine``, or the ``onnx-int8`` engine calibrated on this run's listing.
+    #: ``prepared.engine``, or the run's engine calibrated on this run's listing (``onnx-int8``).
     engine: PreparedEngine
 
 
