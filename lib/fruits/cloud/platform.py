@@ -30,7 +30,9 @@ API requests as JSON, touch nothing):
 ``localhost`` through :meth:`SparkPlatform.forward_command`.
 
 Verbs receive the parsed command line (an ``argparse.Namespace``): the common options have
-the same names on every platform (:data:`COMMON_OPTIONS`), and a platform reads its own.
+the same names on every platform (:meth:`SparkPlatform.add_parser` adds them: ``--dry-run``
+everywhere, ``--cluster-id``, ``--input``, ``--output``, ``-p`` and ``--livy`` where they apply),
+and a platform reads its own.
 A verb returns the process exit status; a ``ValueError`` it raises becomes ``error: ...``
 and exit status 2, like every usage error of ``fruits``.
 """
@@ -45,9 +47,6 @@ from typing import Any, Callable, ClassVar
 
 #: The verbs every platform offers, in the order its help lists them.
 COMMON_VERBS = ("upload", "create-cluster", "run", "status", "terminate", "doctor")
-#: Options the base class gives each common verb (besides ``--dry-run``), named alike everywhere.
-COMMON_OPTIONS = {"run": ("--cluster-id", "--input", "--output", "-p"), "status": ("--cluster-id",),
-                  "terminate": ("--cluster-id",), "doctor": ("--livy",)}
 #: Livy's own default port, where sparkmagic finds it on a cluster's driver node.
 LIVY_PORT = 8998
 
