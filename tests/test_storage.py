@@ -176,3 +176,21 @@ def test_keep_below_one_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match="keep must be at least 1.*got 0"):
         with staged_run(str(tmp_path / "out"), "r", keep=0):
             pass
+
+
+def test_a_weights_file_is_used_in_place_when_local_and_copied_home_when_remote(place, tmp_path):
+    """fruits.engines.weights asks location, so a ``file:`` URI is a local file and ``s3://`` is downloaded."""
+    from fruits.engines.weights import MissingWeightsError, local_copy
+
+    _write(f"{place}/weights.h5", "not really hdf5")
+    path, temporary = local_copy(f"{place}/weights.h5", "a test")
+    try:
+        assert open(path).read() == "not really hdf5"
+        assert temporary is location.is_remote(place) and (path == f"{place}/weights.h5") is (not temporary)
+    finally:
+        if temporary:
+            os.unlink(path)
+    if not location.is_remote(place):
+        assert local_copy(f"file://{place}/weights.h5", "a test") == (f"{place}/weights.h5", False)
+    with pytest.raises(MissingWeightsError, match="weights file .*missing.h5"):
+        local_copy(f"{place}/missing.h5", "a test")

@@ -45,6 +45,7 @@ from fruits import config
 from fruits.engines.base import PreparedEngine
 from fruits.engines.onnx import OnnxEngine, cached_onnx
 from fruits.engines.weights import ResolvedWeights
+from fruits.storage import location
 
 #: Images the graph is calibrated on (fewer when the input holds fewer).
 CALIBRATION_IMAGES = 100
@@ -165,7 +166,7 @@ def read_calibration(paths: Sequence[str], *, input_size: int,
 
     digest, kept, pixels = hashlib.sha256(), [], []
     for path in paths:
-        data = _read_bytes(path)
+        data = location.read_bytes(path)
         try:
             image = decode_and_resize(data, input_size)
         except ImageDecodeError:
@@ -183,16 +184,6 @@ def read_calibration(paths: Sequence[str], *, input_size: int,
             "the same int8 graph cannot be rebuilt. Use mode='overwrite' to recompute everything."
         )
     return calibration, np.stack(pixels)
-
-
-def _read_bytes(path: str) -> bytes:
-    if "://" in path:
-        import fsspec
-
-        with fsspec.open(path, "rb") as handle:
-            return handle.read()
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 def cached_int8(weights_sha256: str, fp32_graph: Callable[[], bytes], calibration_spec, *,

@@ -27,6 +27,7 @@ import numpy as np
 from fruits import config
 from fruits.engines.mobilenet import build_keras_backbone, seed_keras
 from fruits.preprocess import INPUT_SIZE
+from fruits.storage import location
 
 IMAGENET = "imagenet"
 RANDOM = "random"
@@ -137,17 +138,16 @@ def local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[s
     Remote URIs (``s3://``, anything fsspec knows) are downloaded to a temporary file;
     ``env`` names the setting the error message suggests.
     """
-    if "://" not in path:
-        if not os.path.isfile(path):
+    on_disk = location.local_path(path)
+    if on_disk is not None:
+        if not os.path.isfile(on_disk):
             raise MissingWeightsError(
                 f"the weights file {path!r} (from {origin}) does not exist. Set "
                 f"{env} or the 'weights' parameter to an existing file."
             )
-        return path, False
-    import fsspec
-
+        return on_disk, False
     try:
-        with fsspec.open(path, "rb") as remote, tempfile.NamedTemporaryFile(
+        with location.open(path, "rb") as remote, tempfile.NamedTemporaryFile(
             suffix=os.path.splitext(path)[1], delete=False
         ) as local:
             local.write(remote.read())
