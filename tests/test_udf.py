@@ -56,7 +56,9 @@ def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
     builds = sorted(os.listdir(markers))
     pids = {name.split("-")[0] for name in builds}
     assert len(builds) == len(pids), f"a worker built the model twice: {builds}"
-    assert len(builds) <= 2 < 12, "12 tasks on local[2] must share at most 2 builds"
+    # Not "at most 2": earlier jobs of the shared session (a whole run, say) can leave more idle Python
+    # workers in the pool than there are cores (4 seen after test_engine_registry), and tasks go to them in turn.
+    assert len(builds) < 12, f"12 tasks must share fewer builds than tasks: {builds}"
     expected = random_projection_predictor(3)
     by_path = {row.path: np.array(row.features, dtype=np.float32) for row in rows}
     pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)))
