@@ -83,6 +83,31 @@ def test_run_dry_run_prints_a_step_that_runs_the_cloud_notebook_through_livy():
     assert "master" not in script  # the session's master is Livy's (YARN), not a parameter
 
 
+def test_run_takes_parameters_files_read_on_the_users_machine(tmp_path):
+    first = tmp_path / "emr.yaml"
+    first.write_text(f"input_path: s3://{BUCKET}/Test\noutput_dir: s3://{BUCKET}/runs/from-file\nk: 20\nseed: 7\n")
+    second = tmp_path / "more.yaml"
+    second.write_text("k: 30\n")
+    result = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "-f", str(first), "-f", str(second),
+                    "-p", "seed", "9", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    script = json.loads(result.stdout)["request"]["Steps"][0]["HadoopJarStep"]["Args"][2]
+    assert f"--input s3://{BUCKET}/Test" in script and f"--output s3://{BUCKET}/runs/from-file" in script
+    assert "-p k 30" in script and "-p seed 9" in script  # the later file wins; -p wins over files
+    assert "input_path" not in script and "output_dir" not in script
+
+    flag = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "-f", str(first),
+                  "--output", f"s3://{BUCKET}/runs/flag", "--dry-run")
+    assert f"--output s3://{BUCKET}/runs/flag" in json.loads(flag.stdout)["request"]["Steps"][0]["HadoopJarStep"]["Args"][2]
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kk: 3\n")
+    refused = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "-f", str(bad), "--dry-run")
+    assert refused.returncode == 2 and "bad.yaml" in refused.stderr and "kk" in refused.stderr
+    missing = fruits("emr", "run", "--cluster-id", "j-TEST", "--bucket", BUCKET, "-p", "k", "5", "--dry-run")
+    assert missing.returncode == 2 and "--input and --output missing" in missing.stderr
+
+
 def test_bucket_must_be_a_bare_name():
     result = fruits("emr", "create-cluster", "--bucket", f"s3://{BUCKET}", "--dry-run")
     assert result.returncode == 2 and "bare S3 bucket name" in result.stderr

@@ -92,10 +92,14 @@ class SparkPlatform(abc.ABC):
         for verb in ("run", "status", "terminate"):
             parsers[verb].add_argument("--cluster-id", required=True)
         run = parsers["run"]
-        run.add_argument("--input", required=True, help="folder of class sub-folders in the platform's storage")
-        run.add_argument("--output", required=True, help="output folder in the platform's storage")
+        run.add_argument("--input", default=None,
+                         help="folder of class sub-folders in the platform's storage (or input_path in a -f file)")
+        run.add_argument("--output", default=None,
+                         help="output folder in the platform's storage (or output_dir in a -f file)")
+        run.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
+                         help="YAML file of notebook parameters, read here (repeatable; later files win)")
         run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                         help="notebook parameter, as for fruits run (repeatable)")
+                         help="notebook parameter, as for fruits run (repeatable; wins over -f)")
         parsers["doctor"].add_argument(
             "--livy", default=f"http://localhost:{LIVY_PORT}",
             help=f"Livy URL (default: http://localhost:{LIVY_PORT}, i.e. through "
@@ -114,6 +118,42 @@ class SparkPlatform(abc.ABC):
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+
+    @staticmethod
+    def run_parameters(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
+        """``run``'s input, output and notebook parameters: each ``-f`` file, then ``-p``, then the flags.
+
+        The files are read here, on the user's machine, and their values travel with the
+        run as parameters, so the cluster needs no copy of them. Names and types are
+        checked against :class:`fruits.params.RunParams` before anything is submitted.
+
+        Raises
+        ------
+        ValueError
+            A bad file, an unknown name or a wrong type (naming file and key), or no
+            input/output from either the flags or a file.
+        """
+        from fruits import params
+        from fruits.report.notebook_run import parse_value
+
+        groups = params.CLOUD_NOTEBOOK_PARAMETERS
+        known = params.parameter_defaults(groups)
+        values: dict[str, Any] = {}
+        for path in args.parameters_file:
+            values.update(params.read_parameter_file(path, groups))
+        for name, text in args.parameter:
+            if name not in known:
+                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
+            values[name] = parse_value(text)
+            params.check_type(name, values[name], groups)
+        input_path = args.input or values.pop("input_path", None)
+        output = args.output or values.pop("output_dir", None)
+        values.pop("input_path", None)
+        values.pop("output_dir", None)
+        if not input_path or not output:
+            missing = " and ".join(n for n, v in (("--input", input_path), ("--output", output)) if not v)
+            raise ValueError(f"{missing} missing: give the flag, or input_path/output_dir in a -f file")
+        return input_path, output, values
 
     # -- what a platform implements ---------------------------------------------------------
 

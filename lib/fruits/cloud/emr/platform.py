@@ -24,7 +24,6 @@ from fruits import __version__
 from fruits.cloud.emr import access, account, cluster, deploy, steps, users
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.platform import SparkPlatform, show_request
-from fruits.report.notebook_run import parse_value
 
 
 class EmrPlatform(SparkPlatform):
@@ -139,17 +138,17 @@ class EmrPlatform(SparkPlatform):
     def run_notebook(self, args) -> int:
         from fruits.storage.publish import new_run_id
 
-        parameters = {name: parse_value(value) for name, value in args.parameter}
+        input_path, output, parameters = self.run_parameters(args)
         parameters.setdefault("run_id", new_run_id())  # the run's folder: OUTPUT/runs/<run_id>/
         request = steps.notebook_step_request(
-            cluster_id=args.cluster_id, bucket=args.bucket, prefix=args.prefix, input_path=args.input,
-            output=args.output, parameters=parameters)
+            cluster_id=args.cluster_id, bucket=args.bucket, prefix=args.prefix, input_path=input_path,
+            output=output, parameters=parameters)
         if args.dry_run:
             show_request("emr.add_job_flow_steps", request)
             return 0
         step = client("emr").add_job_flow_steps(**request)["StepIds"][0]
         print(f"step {step} added to {args.cluster_id}; report: "
-              f"{args.output.rstrip('/')}/runs/{parameters['run_id']}/report.html "
+              f"{output.rstrip('/')}/runs/{parameters['run_id']}/report.html "
               f"(follow it: aws emr describe-step --cluster-id {args.cluster_id} --step-id {step})")
         return 0
 
