@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any, Sequence
 
 from fruits import config
@@ -157,6 +158,7 @@ def run_command(args) -> int:
     print(f"Running {os.path.basename(source)} -> {output_dir} (run {parameters['run_id']}){where}", flush=True)
     from papermill.exceptions import PapermillExecutionError
 
+    started = time.perf_counter()
     try:
         execute_notebook(source, executed, parameters, cwd=os.getcwd(), kernel_name=kernel,
                          log_output=not args.quiet)
@@ -168,14 +170,41 @@ def run_command(args) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    notebook_seconds, started = time.perf_counter() - started, time.perf_counter()
     render_html(executed, report)
+    timings = _write_timings(executed, notebook_seconds, time.perf_counter() - started, scratch)
     location.deliver(executed, layout.notebook)
     location.deliver(report, layout.report)
+    location.deliver(timings, layout.report.rsplit("/", 1)[0] + "/timings.json")
     shutil.rmtree(scratch, ignore_errors=True)
     for banner in _banners(layout):
         print(f"WARNING: {banner}", file=sys.stderr, flush=True)
     print(f"Report: {layout.report}", flush=True)
     return EXIT_OK
+
+
+def _write_timings(executed: str, notebook_seconds: float, render_seconds: float, scratch: str) -> str:
+    """``timings.json``: the seconds a run's manifest cannot hold, as they happen after it is written.
+
+    ``kernel_start`` comes from papermill's timestamps (the notebook's start, stamped
+    before the kernel starts, to the first cell's); ``notebook`` is papermill's whole
+    execution, kernel start and shutdown included; ``render`` the HTML report.
+    """
+    import datetime as dt
+    import json
+
+    def stamp(metadata):
+        return dt.datetime.fromisoformat(metadata["papermill"]["start_time"])
+
+    with open(executed, encoding="utf-8") as handle:
+        notebook = json.load(handle)
+    first = next(cell["metadata"] for cell in notebook["cells"]
+                 if cell["metadata"].get("papermill", {}).get("start_time"))
+    path = os.path.join(scratch, "timings.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"kernel_start": round((stamp(first) - stamp(notebook["metadata"])).total_seconds(), 3),
+                   "notebook": round(notebook_seconds, 3), "render": round(render_seconds, 3)}, handle)
+    return path
 
 
 def _refuse_a_busy_output(output_dir: str) -> None:
