@@ -14,13 +14,23 @@ import sys
 import uuid
 from typing import Any, Callable
 
+from fruits.spark_settings import EXECUTOR
+
+
+def _per_worker_cap() -> str:
+    """The notebook's Python worker cap (``RLIMIT_AS``): pyspark.memory / cores of its executors."""
+    return f"{int(EXECUTOR['spark.executor.pyspark.memory'].rstrip('m')) // int(EXECUTOR['spark.executor.cores'])}m"
+
+
 #: Marker of the line that carries the checks' results in the statement's output.
 MARKER = "FRUITS-DOCTOR "
-#: A small session: one core per executor and a Python worker cap like the notebook's (2432 MiB per
-#: worker), so it fits beside a running notebook session instead of inheriting 9.5 GiB per worker.
-SESSION = {"name": "fruits-doctor", "driverMemory": "2g", "executorMemory": "1g", "executorCores": 1,
-           "numExecutors": 2, "conf": {"spark.executor.pyspark.memory": "2432m",
-                                       "spark.executor.memoryOverhead": "512m"}}
+#: A small session: one core per executor and the notebook's Python worker cap (2432 MiB per
+#: worker, from fruits.spark_settings), so it fits beside a running notebook session instead of
+#: inheriting 9.5 GiB per worker.
+SESSION = {"name": "fruits-doctor", "driverMemory": "2g", "executorMemory": EXECUTOR["spark.executor.memory"],
+           "executorCores": 1, "numExecutors": 2,
+           "conf": {"spark.executor.pyspark.memory": _per_worker_cap(),
+                    "spark.executor.memoryOverhead": EXECUTOR["spark.executor.memoryOverhead"]}}
 
 
 def _check(results: list[dict], name: str, action: Callable[[], Any]) -> Any:
