@@ -21,6 +21,8 @@ wall seconds to each run's.
 
     python bench/end_to_end.py                 # 2,040 Test images (17 per class): study vs default
     python bench/end_to_end.py --full          # the whole Test split: default and onnx-int8
+    python bench/end_to_end.py --modes default -p train_path Training-sample --name acc-fp32  # with evaluation
+    python bench/end_to_end.py --combine acc-fp32.json acc-int8.json --name accuracy      # one table
 
 The machine running this is shared (2 cores, other engineers' tests): absolute times
 move with its load, so quote the ratios of one run; rounds (``--repeat``) interleave
@@ -165,10 +167,12 @@ def report(results: dict, *, images: int, source: str, rounds: int, out: Path, n
         stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in figures["stages"].items())
         lines += ["", f"`fruits run` ({mode}, engine {figures['engine']}): manifest seconds: {stages}; "
                       f"featurization {figures['featurize_images_per_second']} images/s.",
-                  f"Outside the run: kernel start {figures['kernel_start_seconds']:.1f} s, notebook cells before "
-                  f"the run (imports, checks, Spark session) {figures['cells_before_run_seconds']:.1f} s, in the run's "
-                  f"cell beyond its stages {figures['run_cell_seconds'] - figures['stages']['total']:.1f} s, cells "
-                  f"after it (figures, tables) {figures['cells_after_run_seconds']:.1f} s, kernel shutdown "
+                  f"Outside the run: kernel start {figures['kernel_start_seconds']:.1f} s, " + (
+                      f"notebook cells before the run (imports, checks, Spark session) "
+                      f"{figures['cells_before_run_seconds']:.1f} s, in the run's cell beyond its stages "
+                      f"{figures['run_cell_seconds'] - figures['stages']['total']:.1f} s, cells after it (figures, "
+                      f"tables) {figures['cells_after_run_seconds']:.1f} s, " if "run_cell_seconds" in figures else
+                      f"notebook cells beyond the run {figures['cells_beyond_run_seconds']:.1f} s, ") + "kernel shutdown "
                   f"{figures['kernel_shutdown_seconds']:.1f} s, report rendering {figures['render_seconds']:.1f} s "
                   f"({figures['render_measured_by']}), CLI rest (imports, parameters, delivery) "
                   f"{figures['other_seconds']:.1f} s; papermill in all {figures['papermill_seconds']:.1f} s."]
@@ -214,7 +218,17 @@ def main() -> int:
     parser.add_argument("--name", help="results file name (default: slice or full)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="extra fruits run parameter for every run (e.g. -p train_path DIR)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="only merge the results of earlier runs on the same images (e.g. one process per "
+                             "engine) into one report named --name")
     args = parser.parse_args()
+    if args.combine:
+        documents = [json.loads(Path(path).read_text()) for path in args.combine]
+        merged = {mode: figures for document in documents for mode, figures in document["results"].items()}
+        first = documents[0]
+        print(report(merged, images=first["images"], source=first["source"], rounds=first["rounds"],
+                     out=Path(args.out), name=args.name or "combined"))
+        return 0
     if not args.weights or not os.path.isfile(args.weights) or not os.path.isdir(args.data):
         parser.error("needs --weights (or FRUITS_WEIGHTS) and --data (or FRUITS_TEST_IMAGES with Test/)")
     modes = args.modes or (["default", "onnx-int8"] if args.full else ["study", "default"])

@@ -14,8 +14,15 @@ It prints the seconds of each round and the ratio of the best rounds, and checks
 that both give the same components (up to sign) and explained variance. Quote the
 ratio: the machine is shared and absolute times move with its load.
 
+With ``--sweep`` it measures the evaluation's k sweep instead (``pca_sweep.*``):
+``before``, a Spark ML ``PCA(k).fit`` for each k the sweep scores besides the run's
+(10, 20, 100, 200), as :func:`fruits.evaluate.evaluate` did; ``after``, one
+:func:`fruits.reduce.decompose` whose leading columns serve every k (and none at all
+when the run's own components can be used).
+
     python bench/pca_stage.py                 # 20,622 rows, k=50, 3 rounds
     python bench/pca_stage.py --rows 2040
+    python bench/pca_stage.py --sweep --repeat 1
 """
 
 from __future__ import annotations
@@ -74,6 +81,52 @@ def after(features, k: int):
     return result.model, result.spectrum
 
 
+SWEEP_KS = (10, 20, 100, 200)  # fruits.evaluate.K_SWEEP without the run's k (50)
+
+
+def sweep_before(vectors) -> None:
+    """The former sweep: one Spark ML fit (a pass and a JVM SVD) per k."""
+    from pyspark.ml.feature import PCA
+
+    from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL
+
+    for k in SWEEP_KS:
+        PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(vectors)
+
+
+def sweep_after(vectors) -> None:
+    from fruits.reduce import decompose
+
+    decompose(vectors)
+
+
+def sweep(spark, features, args) -> int:
+    """Time the evaluation sweep's PCA both ways on cached vectors, as the evaluation holds them."""
+    from fruits.reduce import with_vectors
+
+    vectors = with_vectors(features).cache()
+    vectors.count()
+    seconds: dict[str, list[float]] = {"before": [], "after": []}
+    for round_ in range(args.repeat):
+        for name, fit in (("before", sweep_before), ("after", sweep_after)):
+            start = time.perf_counter()
+            fit(vectors)
+            seconds[name].append(time.perf_counter() - start)
+            print(f"round {round_ + 1} {name:>6}: {seconds[name][-1]:6.2f} s", flush=True)
+    best = {name: min(values) for name, values in seconds.items()}
+    summary = {"rows": args.rows, "ks": SWEEP_KS, "master": args.master, "cores": os.cpu_count(),
+               "seconds": seconds, "best_seconds": best, "speedup": best["before"] / best["after"]}
+    text = (f"Evaluation sweep's PCA on {args.rows:,} synthetic 1280-wide feature rows (k = "
+            f"{', '.join(map(str, SWEEP_KS))}; {args.master}, {os.cpu_count()} shared cores, best of {args.repeat}):"
+            f" before, a Spark ML fit per k: {best['before']:.1f} s; after, one decomposition: "
+            f"{best['after']:.1f} s ({summary['speedup']:.1f}x).\n")
+    os.makedirs(args.out, exist_ok=True)
+    Path(args.out, "pca_sweep.md").write_text(text)
+    Path(args.out, "pca_sweep.json").write_text(json.dumps(summary, indent=2))
+    print("\n" + text)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_622, help="feature rows (20,622: the full Test split)")
@@ -81,6 +134,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; each way keeps its best")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--sweep", action="store_true", help="time the evaluation's k sweep instead (pca_sweep.*)")
     args = parser.parse_args()
 
     from fruits.session import local_spark
@@ -91,6 +145,10 @@ def main() -> int:
         path = os.path.join(scratch, "features")
         write_features(spark, path, args.rows)
         features = spark.read.parquet(path)
+        if args.sweep:
+            code = sweep(spark, features, args)
+            spark.stop()
+            return code
         print(f"{args.rows} rows in {features.rdd.getNumPartitions()} partitions "
               f"({len([f for f in os.listdir(path) if f.endswith('.parquet')])} files), k={args.k}, {args.master}", flush=True)
         results = {}
