@@ -115,3 +115,21 @@ def test_too_few_rows_or_no_variance_is_refused(spark):
     same = one.union(one)
     with pytest.raises(ValueError, match="^PCA needs features that vary"):
         fit_pca(same, k=2)
+
+
+def test_a_model_for_another_k_needs_no_second_fit(features_df):
+    """The fit keeps every component: k=7 from a k=3 fit equals Spark ML's PCA(7), up to sign."""
+    from fruits.reduce import PcaResult
+
+    result = fit_pca(features_df, k=3)
+    assert result.components.shape == (FEATURE_DIM, FEATURE_DIM)
+    model = result.model_for(features_df.sparkSession, 7)
+    reference = PCA(k=7, inputCol=VECTOR_COL, outputCol="out").fit(with_vectors(features_df))
+    ours, theirs = model.pc.toArray(), reference.pc.toArray()
+    np.testing.assert_allclose(ours, theirs * np.sign((ours * theirs).sum(axis=0)), rtol=0, atol=1e-6)
+    assert model.getK() == 7 and model.explainedVariance.toArray() == pytest.approx(result.spectrum[:7])
+    with pytest.raises(ValueError, match="between 1 and 1280, got 0"):
+        result.model_for(features_df.sparkSession, 0)
+    reloaded = PcaResult(model=result.model, k=3, spectrum=result.spectrum)
+    with pytest.raises(ValueError, match="holds no components"):
+        reloaded.model_for(features_df.sparkSession, 7)
