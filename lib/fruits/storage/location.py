@@ -95,19 +95,6 @@ def absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def as_uri(path: str) -> str:
-    """The form a URI-only reader (Spark) needs: URIs as given, plain paths as ``file://`` URIs.
-
-    Examples
-    --------
-    >>> as_uri("/data/Test"), as_uri("s3://bucket/Test")
-    ('file:///data/Test', 's3://bucket/Test')
-    """
-    if _URI.match(path) or path.startswith("file:"):
-        return path
-    return f"file://{os.path.abspath(path)}"
-
-
 def filesystem(path: str):
     """``(fs, fs_path)`` for ``path``, with fsspec's listing cache cleared so what it says is current."""
     import fsspec
