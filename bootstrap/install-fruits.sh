@@ -49,8 +49,9 @@ if ! "$python" -m pip --version >/dev/null 2>&1; then
 fi
 pip_install=(sudo "$python" -m pip install --quiet --disable-pip-version-check -c "$work/constraints.txt")
 
-# Executors need the library and its engines. PySpark is NOT installed: EMR ships its own.
-target="$work/$wheel"
+# Executors need the library and its engines, and s3fs (the aws extra): they list and read
+# s3:// inputs themselves (fruits.inputs). PySpark is NOT installed: EMR ships its own.
+target="$work/${wheel}[aws]"
 if is_primary; then
     target="$work/${wheel}[notebook,aws,cloud]"
     log "primary node: adding the driver's notebook tools, s3 tools and sparkmagic's kernel"

@@ -133,3 +133,62 @@ def test_s3_input_is_listed_and_read_by_the_executors_through_s3fs(tmp_path):
     assert seen["read"] == [[f"{prefix}/Kiwi/a.jpg", "Kiwi", 4], [f"{prefix}/Kiwi/b.png", "Kiwi", 2],
                             [f"{prefix}/Lime/c.jpg", "Lime", 1], [f"{prefix}/loose.JPG", "unlabelled", 2]]
     assert seen["calibration"] == list(choose_calibration([row[0] for row in seen["read"]], count=2))
+
+
+def test_a_run_records_an_image_that_vanished_after_the_listing_and_retries_it_next_time(spark, tmp_path,
+                                                                                         monkeypatch):
+    """The file is in the listing snapshot, gone when the executors read it: rejected with the reason, counted."""
+    from fruits.demo_data import generate_demo_images
+    from fruits.params import RunParams
+    from fruits.run import execute, prepare, steps
+
+    images = generate_demo_images(tmp_path / "images", per_class=3, seed=6)
+    victim = sorted(images.glob("Synthetic Kiwi/*.jpg"))[0]
+    listed = steps.list_files
+
+    def list_then_remove(*args, **kwargs):
+        listing = listed(*args, **kwargs)
+        victim.rename(tmp_path / "away.jpg")  # after the snapshot, before any image is read
+        return listing
+
+    monkeypatch.setattr(steps, "list_files", list_then_remove)
+    params = RunParams(input_path=str(images), output_dir=str(tmp_path / "out"), weights="random", k=3)
+    result = execute(spark, prepare(params))
+    counts = result.manifest["counts"]
+    assert counts == {"input": 19, "images": 18, "featurized": 17, "rejected": 2, "featurized_this_run": 17}
+    rejected = {row.path: row.reason for row in spark.read.parquet(result.layout.rejected).collect()}
+    assert rejected[str(victim)].startswith(f"{NOT_READ}: FileNotFoundError")
+    assert result.manifest["rejected_by_reason"][NOT_READ] == 1
+    assert result.manifest["classes"]["Synthetic Kiwi"] == 3, "classes count the listing's images"
+    inventoried = {row.path for row in spark.read.parquet(result.layout.inventory).collect()}
+    assert str(victim) not in inventoried and len(inventoried) == 17
+
+    monkeypatch.setattr(steps, "list_files", listed)
+    (tmp_path / "away.jpg").rename(victim)
+    again = execute(spark, prepare(RunParams(**{**params.to_dict(), "mode": "incremental"})))
+    assert again.manifest["counts"]["featurized_this_run"] == 1 and again.manifest["counts"]["featurized"] == 18
+    assert again.manifest["incremental"]["carried_over"] == 17
+
+
+def test_a_run_over_no_readable_image_is_refused_before_featurization(spark, tmp_path, monkeypatch):
+    """The driver cannot know before Spark lists: the listing refuses, with the message, before any image is read."""
+    from fruits.params import RunParams
+    from fruits.run import execute, prepare, steps
+    from fruits.inputs.listing import InputError
+    from fruits.storage.layout import holds_run
+
+    (tmp_path / "docs" / "Kiwi").mkdir(parents=True)
+    (tmp_path / "docs" / "Kiwi" / "notes.txt").write_text("no image here")
+
+    def no_featurization(*args, **kwargs):
+        raise AssertionError("featurization must not start")
+
+    monkeypatch.setattr(steps, "featurize_and_split", no_featurization)
+    prepared = prepare(RunParams(input_path=str(tmp_path / "docs"), output_dir=str(tmp_path / "out"),
+                                 weights="random", k=3))
+    with pytest.raises(InputError, match=r"holds 1 file\(s\) but no readable image .*; first: .*notes.txt "
+                                         r"\(not an image file name"):
+        execute(spark, prepared)
+    out = tmp_path / "out"
+    assert not (out / ".lease.json").exists(), "the lease is released"
+    assert not holds_run(str(out)) and not list(out.glob(".staging-*")), "nothing published, no staging left"
