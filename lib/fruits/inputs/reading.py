@@ -28,8 +28,12 @@ IMAGES_SCHEMA = "path string, label string, content binary, read_error string"
 #: whatever the Arrow batch size, even for 12-megapixel photos.
 READ_BATCH_BYTES = 64 * 1024 * 1024
 
-#: Concurrent reads per task on an object store, where each read is a round trip.
-REMOTE_READ_THREADS = 16
+#: Concurrent reads per task on an object store, where each read is a round trip. Few: four
+#: round trips in flight (each about 20-50 ms for a Fruits-360 JPEG) outpace one core's
+#: featurization (40-80 images/s), and every thread reserves address space (an 8 MiB stack,
+#: possibly a malloc arena) inside the Python worker's RLIMIT_AS, which the onnx-int8 engine
+#: already nears (2291 of 2432 MiB on EMR's sizing, see the README's executor sizing).
+REMOTE_READ_THREADS = 4
 
 
 def read_images(images_df, *, partitions: int):
