@@ -33,6 +33,7 @@ class StandInEngine(Engine):
     """
 
     fixed_input_size = 64
+    summary = "a test stand-in"
 
     def resolve(self, requested, *, allow_random, seed=0):
         value = int(requested) if requested is not None else seed
@@ -77,6 +78,17 @@ def test_register_refuses_a_taken_name_and_what_is_not_an_engine(toy):
     with pytest.raises(ValueError, match="^an engine name must be a non-empty string"):
         engines.register(" ", StandInEngine)
     assert engines.names() == BUILT_IN + ("toy",)
+
+
+def test_the_notebooks_engine_comment_is_written_from_the_registry(toy):
+    """A new engine needs no edit of the notebooks' text: ``make sync-notebooks`` lists it."""
+    import dataclasses
+
+    from fruits import params
+
+    field = next(f for f in dataclasses.fields(RunParams) if f.name == "engine")
+    comment = params.parameter_comment(field)
+    assert comment.endswith('"toy" (a test stand-in)') and comment.startswith('"onnx" (default')
 
 
 def test_importing_the_registry_and_validating_imports_no_framework():

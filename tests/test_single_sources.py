@@ -71,7 +71,7 @@ def test_parameters_cell_has_the_dataclasses_names_defaults_and_order(name):
 
 def test_every_parameter_has_a_comment_and_the_local_notebook_adds_only_its_session():
     for field in params.parameter_fields(LOCAL_NOTEBOOK_PARAMETERS):
-        assert field.metadata["comment"].strip(), field.name
+        assert params.parameter_comment(field).strip(), field.name
     local = params.parameter_defaults(params.LOCAL_NOTEBOOK_PARAMETERS)
     cloud = params.parameter_defaults(params.CLOUD_NOTEBOOK_PARAMETERS)
     assert list(cloud) == RunParams.field_names() and set(local) - set(cloud) == {"master", "driver_memory"}

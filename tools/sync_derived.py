@@ -67,7 +67,7 @@ def parameters_cell(groups: Sequence[type], hint: str) -> str:
     lines = [f"# Generated from fruits.params ({names}) by tools/sync_derived.py: change defaults there.",
              f"# {hint}"]
     for field in params.parameter_fields(groups):
-        lines.append(f"{field.name} = {literal(field.default)}  # {field.metadata['comment']}")
+        lines.append(f"{field.name} = {literal(field.default)}  # {params.parameter_comment(field)}")
     return "\n".join(lines)
 
 

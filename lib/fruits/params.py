@@ -11,7 +11,7 @@ import dataclasses
 import math
 import re
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from fruits import spark_settings
 
@@ -31,13 +31,26 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 PCA_CHOICES = ("refit", "reuse")
 
 
-def _parameter(default: Any, comment: str) -> Any:
+def _parameter(default: Any, comment: str | Callable[[], str]) -> Any:
     """A parameter's default with the one-line comment its notebook cell shows.
 
     Both live on the field so the notebooks' ``parameters`` cells can be generated from
-    the dataclass alone (``tools/sync_derived.py``).
+    the dataclass alone (``tools/sync_derived.py``). A callable comment is written when
+    asked for (:func:`parameter_comment`): the engine list comes from the registry.
     """
     return dataclasses.field(default=default, metadata={"comment": comment})
+
+
+def parameter_comment(field: dataclasses.Field) -> str:
+    """The one-line comment a notebook's ``parameters`` cell shows for ``field``."""
+    comment = field.metadata["comment"]
+    return comment() if callable(comment) else comment
+
+
+def _engine_choices() -> str:
+    from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+
+    return ", ".join(f'"{engine.name}" ({engine.summary})' for engine in map(engines.get, engines.names()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +121,7 @@ class RunParams:
     k: int = _parameter(50, "PCA components kept")
     variance_target: float | None = _parameter(
         None, "e.g. 0.9: keep the fewest components reaching it (overrides k)")
-    engine: str = _parameter(
-        "onnx", "\"onnx\" (default, equal to Keras), \"keras\" (reference), \"tflite\" (int8 phone model), "
-        "\"onnx-int8\" (faster, close to onnx)")
+    engine: str = _parameter("onnx", _engine_choices)
     image_size: int = _parameter(DEFAULT_IMAGE_SIZE, "100: fast mode at Fruits-360's native size (different features)")
     batch_size: int = _parameter(32, "images per network call inside a task (bounds worker memory)")
     partitions: int | None = _parameter(None, "Spark partitions for featurization; None: from the image count")

@@ -67,6 +67,9 @@ class Engine(abc.ABC):
         The name the engine is registered under: ``engine=`` in a run's parameters.
     """
 
+    #: A few words for the notebooks' ``engine`` parameter comment (generated from the registry).
+    summary: str = ""
+
     #: Side of the square input the model is fixed to; ``None`` when any ``image_size`` works.
     fixed_input_size: int | None = None
 

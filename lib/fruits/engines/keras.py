@@ -21,6 +21,8 @@ from fruits.preprocess import INPUT_SIZE, scale_for_mobilenet
 class KerasEngine(Engine):
     """Keras weights in, the Keras model in each worker."""
 
+    summary = "the reference"
+
     def resolve(self, requested: str | None, *, allow_random: bool, seed: int = 0) -> ResolvedWeights:
         """The Keras weights (:func:`fruits.engines.weights.resolve_weights`)."""
         return resolve_weights(requested, allow_random=allow_random, seed=seed)

@@ -30,6 +30,8 @@ ONNX_CACHE_VERSION = "opset17-uint8-v1"
 class OnnxEngine(Engine):
     """Keras weights in, an ONNX graph (bytes) to the workers, ONNX Runtime there."""
 
+    summary = "default, equal to Keras"
+
     def resolve(self, requested: str | None, *, allow_random: bool, seed: int = 0) -> ResolvedWeights:
         """The Keras weights the graph is converted from (:func:`fruits.engines.weights.resolve_weights`)."""
         return resolve_weights(requested, allow_random=allow_random, seed=seed)

@@ -71,6 +71,8 @@ _BATCH = 8
 class OnnxInt8Engine(OnnxEngine):
     """The ``onnx`` engine's weights and worker runtime, with its graph quantized on the driver."""
 
+    summary = "faster, close to onnx"
+
     calibration_images = CALIBRATION_IMAGES
 
     def needs_inputs(self, recorded: Mapping | None = None) -> bool:

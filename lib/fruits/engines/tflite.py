@@ -23,6 +23,8 @@ from fruits.params import DEFAULT_IMAGE_SIZE, FEATURE_DIM
 class TfliteEngine(Engine):
     """A ``.tflite`` file in, its graph (rewritten to output the pooled features) to the workers."""
 
+    summary = "int8 phone model"
+
     fixed_input_size = DEFAULT_IMAGE_SIZE
 
     def resolve(self, requested: str | None, *, allow_random: bool, seed: int = 0) -> ResolvedWeights:
