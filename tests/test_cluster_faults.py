@@ -206,7 +206,7 @@ def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spa
         while victim is None:  # features are being computed: the UDF writes, Python workers run
             assert driver.poll() is None, f"the run ended before the fault:\n{log.read_text()[-4000:]}"
             assert time.monotonic() < deadline, f"featurization never started:\n{log.read_text()[-4000:]}"
-            if list(out.glob(".staging-*/_staging/_temporary")):
+            if list(out.glob(".staging-*/_staging/raw/_temporary")):
                 for worker in cluster.workers:
                     python_pids = cluster.python_workers(worker)
                     if python_pids:
@@ -214,10 +214,13 @@ def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spa
                         break
             time.sleep(0.2)
         time.sleep(1.0)  # let the victim's task get going
-        assert not list(out.glob(".staging-*/_staging/_SUCCESS")), "the fault must hit mid-featurization"
+        assert not list(out.glob(".staging-*/_staging/raw/_SUCCESS")), "the fault must hit mid-featurization"
         killed = kill_tree(victim)
         assert set(python_pids) <= set(killed), "its Python workers went with it"
-        assert all(not os.path.exists(f"/proc/{pid}") or _is_zombie(pid) for pid in killed)
+        gone = time.monotonic() + 20  # SIGKILL is not instant: the kernel first tears down each process's memory
+        while not all(not os.path.exists(f"/proc/{pid}") or _is_zombie(pid) for pid in killed):
+            assert time.monotonic() < gone, f"still running after SIGKILL: {[p for p in killed if os.path.exists(f'/proc/{p}') and not _is_zombie(p)]}"
+            time.sleep(0.1)
         code = driver.wait(timeout=600)
     finally:
         if driver.poll() is None:
