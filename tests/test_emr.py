@@ -185,9 +185,12 @@ def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     s3.upload_file(str(tmp_path / "broken.jpg"), bucket, "images/Synthetic Kiwi/broken.jpg")
 
+    scratch = tmp_path / "scratch"  # the run's temporary folders (its local mirror of the S3 output)
+    scratch.mkdir()
     result = fruits("run", "--input", f"s3://{bucket}/images", "--output", f"s3://{bucket}/runs/one",
-                    "-p", "weights", "random", "-p", "k", "4", "--quiet")
+                    "-p", "weights", "random", "-p", "k", "4", "--quiet", env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(scratch.glob("fruits-mirror-*")), "the local mirror is removed when the kernel exits"
     from fruits.storage.layout import current_run
 
     fs = s3fs.S3FileSystem()

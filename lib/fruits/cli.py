@@ -163,6 +163,13 @@ def run_command(args) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     started = time.perf_counter()
+    # The kernel's temporary folders (e.g. the local mirror of an s3:// output written without
+    # an S3 connector, which the notebook's figures read) live in the scratch folder, removed
+    # after a successful run and kept with the failed notebook otherwise.
+    kernel_tmp = os.path.join(scratch, "tmp")
+    os.makedirs(kernel_tmp)
+    outer_tmp = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = kernel_tmp  # the kernel inherits this process's environment
     try:
         execute_notebook(source, executed, parameters, cwd=os.getcwd(), kernel_name=kernel,
                          log_output=not args.quiet)
@@ -174,6 +181,11 @@ def run_command(args) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    finally:
+        if outer_tmp is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = outer_tmp
     notebook_seconds, started = time.perf_counter() - started, time.perf_counter()
     render_html(executed, report)
     timings = _write_timings(executed, notebook_seconds, time.perf_counter() - started, scratch)
