@@ -120,12 +120,17 @@ def sweep(spark, features, args) -> int:
             f"{', '.join(map(str, SWEEP_KS))}; {args.master}, {os.cpu_count()} shared cores, best of {args.repeat}):"
             f" before, a Spark ML fit per k: {best['before']:.1f} s; after, one decomposition: "
             f"{best['after']:.1f} s ({summary['speedup']:.1f}x).\n")
-    os.makedirs(args.out, exist_ok=True)
-    Path(args.out, "pca_sweep.md").write_text(text)
-    Path(args.out, "pca_sweep.json").write_text(json.dumps(summary, indent=2))
+    return _report(args.out, "pca_sweep", text, summary)
+
+
+
+def _report(folder: str, name: str, text: str, summary: dict) -> int:
+    """Write ``name``.md and ``name``.json into ``folder`` and print the text."""
+    os.makedirs(folder, exist_ok=True)
+    Path(folder, f"{name}.md").write_text(text)
+    Path(folder, f"{name}.json").write_text(json.dumps(summary, indent=2))
     print("\n" + text)
     return 0
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,11 +185,7 @@ def main() -> int:
             f"{', '.join(f'{s:.2f}' for s in seconds['after'])} |\n\n"
             f"Ratio before/after: {summary['speedup']:.2f}x. Largest differences: components (up to sign) "
             f"{pc_difference:.1e}, explained variance {variance_difference:.1e}.\n")
-    os.makedirs(args.out, exist_ok=True)
-    Path(args.out, "pca_stage.md").write_text(text)
-    Path(args.out, "pca_stage.json").write_text(json.dumps(summary, indent=2))
-    print("\n" + text)
-    return 0
+    return _report(args.out, "pca_stage", text, summary)
 
 
 if __name__ == "__main__":
