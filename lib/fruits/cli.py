@@ -28,10 +28,9 @@ from fruits import config
 from fruits.cloud import tunnel
 from fruits.cloud.registry import get_platform, platform_names
 from fruits.storage.layout import OutputLayout, run_layout
-from fruits.params import RunParams
 from fruits.storage import location
 from fruits.storage.publish import new_run_id
-from fruits.report.notebook_run import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook, notebook_parameters,
+from fruits.report.notebook_run import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook,
                                         parse_value, render_html)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -115,12 +114,12 @@ def resolve_parameters(args) -> dict[str, Any]:
         values[name] = parse_value(text)
         origin.pop(name, None)
     if args.input is not None:
-        values["input_path"] = config.absolute_location(args.input)
+        values["input_path"] = location.absolute(args.input)
         origin.pop("input_path", None)
     if args.output is not None:
         origin.pop("output_dir", None)
     output = args.output or values.get("output_dir") or str(config.default_output_dir())
-    values["output_dir"] = config.absolute_location(output) if isinstance(output, str) else output
+    values["output_dir"] = location.absolute(output) if isinstance(output, str) else output
     weights = values.get("weights")
     if isinstance(weights, str) and os.path.exists(weights):
         values["weights"] = os.path.abspath(weights)
@@ -280,7 +279,7 @@ def project_command_line(args) -> int:
 
     spark = local_spark(args.master, app_name="fruits-project")
     try:
-        document = project_images(spark, config.absolute_location(args.model), config.absolute_location(args.input), config.absolute_location(args.output),
+        document = project_images(spark, location.absolute(args.model), location.absolute(args.input), location.absolute(args.output),
                                   weights=args.weights, overwrite=args.overwrite)
     except (ValueError, InputError, MissingWeightsError, OutputBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)

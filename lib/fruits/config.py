@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fruits.storage import location
 
 #: Name of the environment variable that points at MobileNetV2 weights.
 WEIGHTS_ENV = "FRUITS_WEIGHTS"
@@ -77,17 +76,6 @@ def keras_cache_dir() -> Path:
     """Keras' own download cache (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
     keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     return Path(keras_home) / "models"
-
-
-def absolute_location(path: str) -> str:
-    """URIs (``s3://...``) as given; local paths made absolute (``~`` expanded).
-
-    Examples
-    --------
-    >>> absolute_location("s3://bucket/run")
-    's3://bucket/run'
-    """
-    return location.absolute(path)
 
 
 def positive_seconds(value, *, name: str, variable: str, default: float, environ=None) -> float:

@@ -60,28 +60,6 @@ def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *,
         )
 
 
-def notebook_parameters(source: str) -> dict[str, Any]:
-    """Names and defaults of the ``parameters`` cell of a percent-format notebook."""
-    import jupytext
-    import papermill
-
-    with tempfile.TemporaryDirectory() as scratch:
-        converted = os.path.join(scratch, "inspect.ipynb")
-        jupytext.write(jupytext.read(source), converted)
-        inferred = papermill.inspect_notebook(converted)
-    return {name: _literal(info["default"]) for name, info in inferred.items()}
-
-
-def _literal(source: str) -> Any:
-    """papermill reports defaults as source text; turn ``50`` or ``None`` into values."""
-    import ast
-
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        return source
-
-
 def render_html(notebook_path: str, html_path: str) -> None:
     """Render an executed notebook to a self-contained HTML report without code cells.
 

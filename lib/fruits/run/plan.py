@@ -92,13 +92,13 @@ def prepare(params: RunParams) -> PreparedRun:
         if train_path is None:  # the demo scores its features too, on its own synthetic training split
             train_path = str(generate_demo_training_images(config.demo_data_dir(), seed=params.seed))
     else:
-        input_path = config.absolute_location(params.input_path)
-    output_dir = config.absolute_location(params.output_dir)
+        input_path = location.absolute(params.input_path)
+    output_dir = location.absolute(params.output_dir)
     check_output_dir(output_dir, input_path, params.mode)
     source = check_input(input_path)
     train_source = None
     if train_path is not None:
-        train_path = config.absolute_location(train_path)
+        train_path = location.absolute(train_path)
         if _is_within(output_dir, train_path):
             raise ValueError(f"output_dir {output_dir!r} is inside train_path {train_path!r}")
         train_source = check_input(train_path)
