@@ -208,7 +208,10 @@ def run_spark_mode(mode, input_dir, engine, scratch, count) -> dict:
         listing = list_files(spark, check_input(input_dir), os.path.join(scratch, f"listing-{mode}"))
         partitions = choose_partitions(spark, listing.image_count, None)
         images = read_images(listing.images(), partitions=partitions)
-        frame = featurize(images, engine, batch_size=32, threads_per_task=1, partitions=partitions)
+        from fruits import engines
+
+        batch_size = engines.get(engine.name).batch_size  # what a run's default batch_size gives
+        frame = featurize(images, engine, batch_size=batch_size, threads_per_task=1, partitions=partitions)
     with PeakMemory(is_python_worker) as memory:
         start = time.perf_counter()
         frame.write.format("noop").mode("overwrite").save()
@@ -229,10 +232,12 @@ def run_ceiling(paths, engine) -> dict:
     own_pid = os.getpid()
     with PeakMemory(lambda info: info.get("pid") == own_pid) as memory:
         predict = engines.get(engine.name).build(engine.payload, threads=cores, input_size=size)
+        # At least one image per thread per call; otherwise the engine's own batch size, as in a run.
+        batch_size = max(engines.get(engine.name).batch_size, cores)
         start = time.perf_counter()
-        for offset in range(0, len(paths), 32):
+        for offset in range(0, len(paths), batch_size):
             batch = []
-            for path in paths[offset:offset + 32]:
+            for path in paths[offset:offset + batch_size]:
                 with open(path, "rb") as handle:
                     batch.append(decode_and_resize(handle.read(), size))
             predict(np.stack(batch))

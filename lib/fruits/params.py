@@ -82,9 +82,9 @@ class RunParams:
         Side the images are resized to before the network. 224 is what MobileNetV2
         was trained at and what the study used; 100 (Fruits-360's native size) skips
         upsampling and runs about 4x faster, with different features.
-    batch_size : int
+    batch_size : int or None
         Images fed to the network at once inside a task. Bounds worker memory whatever
-        Arrow's batch size is.
+        Arrow's batch size is. ``None`` takes the engine's own (:attr:`network_batch_size`).
     partitions : int or None
         Spark partitions for featurization; ``None`` picks one from the image count.
     threads_per_task : int
@@ -123,7 +123,8 @@ class RunParams:
         None, "e.g. 0.9: keep the fewest components reaching it (overrides k)")
     engine: str = _parameter("onnx", _engine_choices)
     image_size: int = _parameter(DEFAULT_IMAGE_SIZE, "100: fast mode at Fruits-360's native size (different features)")
-    batch_size: int = _parameter(32, "images per network call inside a task (bounds worker memory)")
+    batch_size: int | None = _parameter(
+        None, "images per network call inside a task; None: the engine's own (1 for ONNX Runtime, 32 for Keras)")
     partitions: int | None = _parameter(None, "Spark partitions for featurization; None: from the image count")
     threads_per_task: int = _parameter(1, "network threads per Spark task")
     mode: str = _parameter(
@@ -133,6 +134,18 @@ class RunParams:
     train_path: str | None = _parameter(None, "labelled training set: score the features with a classifier")
     keep_runs: int = _parameter(2, "runs kept under output_dir/runs/, this one included; older ones are deleted")
     run_id: str | None = _parameter(None, "this run's folder under output_dir/runs/; None: a new one, sorting by time")
+
+    @property
+    def network_batch_size(self) -> int:
+        """Images per network call: ``batch_size``, or the engine's own when it is ``None``.
+
+        The best size depends on the engine (:attr:`fruits.engines.Engine.batch_size`):
+        ONNX Runtime on a CPU is fastest one image at a time, whose activations stay in
+        the core's cache, while Keras pays a fixed cost per call.
+        """
+        from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+
+        return self.batch_size or engines.get(self.engine).batch_size
 
     @property
     def is_demo(self) -> bool:
@@ -160,7 +173,8 @@ class RunParams:
         engine = engines.get(self.engine)  # the registry's ValueError names every engine
         _check_int("image_size", self.image_size, 32, 512)
         engine.check_input_size(self.image_size)
-        _check_int("batch_size", self.batch_size, 1, 1024)
+        if self.batch_size is not None:
+            _check_int("batch_size", self.batch_size, 1, 1024)
         if self.partitions is not None:
             _check_int("partitions", self.partitions, 1, 100_000)
         _check_int("threads_per_task", self.threads_per_task, 1, 64)

@@ -73,6 +73,10 @@ class Engine(abc.ABC):
     #: Side of the square input the model is fixed to; ``None`` when any ``image_size`` works.
     fixed_input_size: int | None = None
 
+    #: Images per network call when the run's ``batch_size`` is ``None``. 32 suits frameworks
+    #: with a fixed cost per call (Keras); ONNX Runtime engines set 1 (measured there).
+    batch_size: int = 32
+
     #: How many of the run's images :meth:`prepare` calibrates on, when :meth:`needs_inputs`
     #: says it needs them (the run picks them in Spark, evenly spaced through the sorted paths).
     calibration_images: int = 0

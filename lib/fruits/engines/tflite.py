@@ -27,6 +27,9 @@ class TfliteEngine(Engine):
 
     fixed_input_size = DEFAULT_IMAGE_SIZE
 
+    #: The interpreter takes one image at a time: larger batches would only be stacked and split.
+    batch_size = 1
+
     def resolve(self, requested: str | None, *, allow_random: bool, seed: int = 0) -> ResolvedWeights:
         """The ``.tflite`` file (:func:`resolve_tflite`); ``allow_random`` and ``seed`` do not apply."""
         return resolve_tflite(requested)

@@ -90,7 +90,7 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
             "sha256": prepared.weights.sha256,
             "random": prepared.weights.is_random,
         },
-        "engine": {"name": params.engine, "input_size": params.image_size, "batch_size": params.batch_size,
+        "engine": {"name": params.engine, "input_size": params.image_size, "batch_size": params.network_batch_size,
                    "threads_per_task": params.threads_per_task, "sha256": engine.sha256,
                    **engine.details},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,

@@ -63,7 +63,7 @@ def featurize(spark, prepared: PreparedRun, read_result: ReadImages, staged: Out
     spark.sparkContext.setJobDescription(f"fruits: featurize {read_result.increment.to_process_count} images")
     return featurize_and_split(
         read_result.images, read_result.engine, skipped=read_result.listing.skipped(),
-        raw_path=f"{staged.staging}/raw", batch_size=params.batch_size,
+        raw_path=f"{staged.staging}/raw", batch_size=params.network_batch_size,
         threads_per_task=params.threads_per_task, partitions=read_result.partitions,
     )
 
@@ -152,7 +152,7 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult,
     partitions = choose_partitions(spark, train.image_count, params.partitions)
     outcome = featurize_and_split(
         read_images(train.images(), partitions=partitions), engine, skipped=train.skipped(),
-        raw_path=f"{staged.staging}/train_raw", batch_size=params.batch_size,
+        raw_path=f"{staged.staging}/train_raw", batch_size=params.network_batch_size,
         threads_per_task=params.threads_per_task, partitions=partitions,
     )
     outcome.features.write.mode("overwrite").parquet(staged.train_features)
