@@ -1,3 +1,6 @@
+import os
+
+import numpy as np
 import pytest
 
 from fruits.engines import weights as weights_module
@@ -52,3 +55,36 @@ def test_a_file_that_is_not_weights_is_refused(tmp_path):
 def test_real_weights_file_loads(real_weights):
     resolved = resolve_weights(str(real_weights), allow_random=False)
     assert not resolved.is_random and sum(a.size for a in resolved.arrays) == 2_257_984
+
+
+@pytest.mark.slow
+def test_a_weights_file_loaded_once_is_read_back_without_tensorflow(real_weights, tmp_path):
+    """The second resolve of the same file reads the cached arrays: same fingerprint, no Keras import."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FRUITS_CACHE": str(tmp_path / "cache")}
+    probe = (
+        "import sys\n"
+        "from fruits.engines.weights import resolve_weights\n"
+        f"resolved = resolve_weights({str(real_weights)!r}, allow_random=False)\n"
+        "print(resolved.sha256, len(resolved.arrays), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    first, second = (subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                                    timeout=300, check=True).stdout.split() for _ in range(2))
+    assert first[2] == "True"  # the first load needs Keras
+    assert second[:2] == first[:2] and second[2:] == ["False", "False"]
+    assert len(list((tmp_path / "cache" / "weights").glob("*.npz"))) == 1
+
+
+def test_a_corrupt_arrays_cache_entry_is_loaded_again(tmp_path, monkeypatch):
+    """A truncated cache file is ignored (the weights file is read again), never an error."""
+    monkeypatch.setenv("FRUITS_CACHE", str(tmp_path))
+    path = weights_module._arrays_cache_path("0" * 64)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert weights_module._read_arrays(path) is None
+    arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, dtype=np.float32))
+    weights_module._write_arrays(path, arrays)
+    back = weights_module._read_arrays(path)
+    assert [a.tolist() for a in back] == [a.tolist() for a in arrays]

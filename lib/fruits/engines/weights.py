@@ -12,14 +12,22 @@ says so loudly; any other run stops with a message naming both settings.
 The arrays found here are what every worker receives (broadcast from the driver),
 and their SHA-256 fingerprint goes into the manifest so a later projection can
 check it computes the same features.
+
+Reading a ``.h5`` file means building the Keras model, which imports TensorFlow
+(about 3 s of a run's start, and TensorFlow's memory in the driver for the rest of
+it). A file's arrays are therefore kept in the cache folder, keyed by the SHA-256
+of the file's bytes: a later run with the same file reads them back with NumPy and,
+with the ``onnx`` engine's graph cached too, never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import tempfile
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +39,9 @@ from fruits.storage import location
 
 IMAGENET = "imagenet"
 RANDOM = "random"
+
+#: Changes whenever what the arrays cache holds changes, so older entries are not reused.
+ARRAYS_CACHE_VERSION = "keras-get-weights-v1"
 
 RANDOM_WARNING = (
     "WEIGHTS ARE RANDOM: no ImageNet weights were found, so these features are "
@@ -118,18 +129,51 @@ def _load(value: str, *, seed: int, input_size: int, origin: str) -> ResolvedWei
 def _from_file(path: str, *, input_size: int, origin: str) -> ResolvedWeights:
     local_path, cleanup = local_copy(path, origin)
     try:
-        try:
-            model = build_keras_backbone(local_path, input_size=input_size)
-        except Exception as exc:  # Keras raises ValueError, OSError or h5py errors
-            raise MissingWeightsError(
-                f"the weights file {path!r} (from {origin}) could not be loaded into "
-                f"MobileNetV2(include_top=False, pooling='avg'): {exc}"
-            ) from exc
+        cache_path = _arrays_cache_path(_file_sha256(local_path))
+        arrays = _read_arrays(cache_path)
+        if arrays is None:
+            try:
+                model = build_keras_backbone(local_path, input_size=input_size)
+            except Exception as exc:  # Keras raises ValueError, OSError or h5py errors
+                raise MissingWeightsError(
+                    f"the weights file {path!r} (from {origin}) could not be loaded into "
+                    f"MobileNetV2(include_top=False, pooling='avg'): {exc}"
+                ) from exc
+            arrays = tuple(model.get_weights())
+            _write_arrays(cache_path, arrays)
     finally:
         if cleanup:
             os.unlink(local_path)
-    arrays = tuple(model.get_weights())
     return ResolvedWeights(source=path, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _arrays_cache_path(file_sha256: str):
+    """Where the arrays of the weights file with this content are kept (the weights do not
+    depend on the input size, so one entry serves every ``image_size``)."""
+    return config.cache_dir() / "weights" / f"{file_sha256}-{ARRAYS_CACHE_VERSION}.npz"
+
+
+def _read_arrays(path) -> tuple[np.ndarray, ...] | None:
+    """The cached arrays, in ``model.get_weights()`` order, or ``None`` (absent or unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return tuple(stored[f"arr_{index}"] for index in range(len(stored.files)))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # absent, truncated, foreign: load again
+        return None
+
+
+def _write_arrays(path, arrays: Sequence[np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, *arrays)
+    config.write_cache_file(path, buffer.getvalue())
 
 
 def local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[str, bool]:
