@@ -110,23 +110,16 @@ def _with_pixels(frame: pd.DataFrame, *, side: int = 100) -> pd.DataFrame:
     return frame.assign(pixels=[blank if pixels.get(path) is None else pixels[path] for path in frame["path"]])
 
 
-def _squared_distance(column: str, vector) -> "pyspark.sql.Column":  # noqa: F821 - pyspark imported lazily
-    """Spark SQL expression: squared Euclidean distance between an array column and a fixed vector."""
-    from pyspark.sql import functions as F
-
-    fixed = F.array(*[F.lit(float(value)) for value in vector])
-    return F.aggregate(F.zip_with(F.col(column), fixed, lambda a, b: (a - b) * (a - b)),
-                       F.lit(0.0).cast("double"), lambda total, value: total + value)
-
-
 def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbours: int = 5,
                        seed: int = 0) -> pd.DataFrame:
     """Query images from different classes and their nearest neighbours in the run's PCA space.
 
     Queries are drawn at random, one per class from ``queries`` random classes; each
     query's neighbours are the ``neighbours`` closest other images (Euclidean distance
-    on all k PCA features) among every image of the run. Spark ranks the distances;
-    only ``queries * (neighbours + 1)`` rows and their images reach the driver.
+    on all k PCA features, ties broken by path) among every image of the run. One
+    Spark job scores every image against every query (the queries are broadcast) and
+    keeps each query's closest rows; only ``queries * (neighbours + 1)`` rows and
+    their images reach the driver.
 
     Returns
     -------
@@ -146,15 +139,22 @@ def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbo
     picked = (pca.where(F.col("label").isin(chosen)).withColumn("n", F.row_number().over(pick))
               .where("n = 1").select("path", "label", "pca_features").collect())
     picked.sort(key=lambda row: chosen.index(row.label))
-    rows = []
-    for index, query in enumerate(picked):
-        rows.append({"query": index, "rank": 0, "path": query.path, "label": query.label, "distance": 0.0})
-        near = (pca.where(F.col("path") != query.path)
-                .select("path", "label", _squared_distance("pca_features", query.pca_features).alias("d2"))
-                .orderBy("d2", "path").limit(neighbours).collect())
-        rows += [{"query": index, "rank": rank, "path": row.path, "label": row.label,
-                  "distance": float(np.sqrt(row.d2))} for rank, row in enumerate(near, start=1)]
-    return _with_pixels(pd.DataFrame(rows))
+    wanted = spark.createDataFrame(
+        [(index, row.path, [float(value) for value in row.pca_features]) for index, row in enumerate(picked)],
+        "query int, query_path string, query_features array<double>")
+    squared = F.aggregate(F.zip_with("pca_features", "query_features", lambda a, b: (a - b) * (a - b)),
+                          F.lit(0.0).cast("double"), lambda total, value: total + value)
+    closest = Window.partitionBy("query").orderBy("d2", "path")
+    near = (pca.crossJoin(F.broadcast(wanted)).where(F.col("path") != F.col("query_path"))
+            .select("query", "path", "label", squared.alias("d2"))
+            .withColumn("rank", F.row_number().over(closest)).where(F.col("rank") <= neighbours)
+            .collect())
+    rows = [{"query": index, "rank": 0, "path": row.path, "label": row.label, "distance": 0.0}
+            for index, row in enumerate(picked)]
+    rows += [{"query": row.query, "rank": row.rank, "path": row.path, "label": row.label,
+              "distance": float(np.sqrt(row.d2))} for row in near]
+    frame = pd.DataFrame(rows).sort_values(["query", "rank"], ignore_index=True)
+    return _with_pixels(frame)
 
 
 def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int = 6, per_pair: int = 3,

@@ -11,7 +11,7 @@ import dataclasses
 
 from fruits import engines
 from fruits.engines import PreparedEngine
-from fruits.featurize import Outcome, choose_partitions, featurize_and_split
+from fruits.featurize import FEATURES_PARQUET_OPTIONS, Outcome, choose_partitions, featurize_and_split
 from fruits.inputs import calibration, inventory
 from fruits.inputs.listing import Listing, list_files
 from fruits.inputs.reading import NOT_READ, read_images
@@ -93,7 +93,7 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     if increment.carried_over:
         features = features.unionByName(inventory.carried_over(spark, previous.features, increment.unchanged))
         rejected = rejected.unionByName(inventory.carried_over(spark, previous.rejected, increment.unchanged))
-    features.write.mode("overwrite").parquet(staged.features)
+    features.write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(staged.features)
     rejected.coalesce(1).write.mode("overwrite").parquet(staged.rejected)
     not_read = outcome.rejected.where(F.col("reason").startswith(NOT_READ))
     inventory.inventory(listing, not_read).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
@@ -106,7 +106,8 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     }
     counts = {"input": listing.total, "images": listing.image_count, "featurized": featurized,
               "rejected": sum(by_reason.values()),
-              "featurized_this_run": outcome.features.count()}
+              # Without carried-over rows, features/ holds this run's only (no second scan of them).
+              "featurized_this_run": outcome.features.count() if increment.carried_over else featurized}
     if counts["featurized"] + counts["rejected"] != counts["input"]:
         raise RuntimeError(
             f"counts do not reconcile: {counts['input']} input files, {featurized} featurized, "
@@ -155,7 +156,7 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult,
         raw_path=f"{staged.staging}/train_raw", batch_size=params.network_batch_size,
         threads_per_task=params.threads_per_task, partitions=partitions,
     )
-    outcome.features.write.mode("overwrite").parquet(staged.train_features)
+    outcome.features.write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(staged.train_features)
     train_rejected = outcome.rejected.count()
     result = fit_and_score(spark.read.parquet(staged.train_features), spark.read.parquet(staged.features),
                            pca.model, spectrum=pca.spectrum, components=pca.components, seed=params.seed)

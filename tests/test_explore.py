@@ -1,0 +1,33 @@
+"""The report's Spark queries against the same answer computed with NumPy on the driver."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fruits.report import explore
+from fruits.storage.layout import OutputLayout
+
+
+def test_nearest_neighbours_are_the_closest_images_by_euclidean_distance(spark, tmp_path):
+    rng = np.random.default_rng(3)
+    labels = [f"class{index}" for index in range(8)]
+    rows = [(f"/nowhere/{label}/{number}.jpg", label, rng.normal(size=5).round(1).tolist())
+            for label in labels for number in range(30)]  # rounded: exact distance ties, broken by path
+    layout = OutputLayout(str(tmp_path / "run"))
+    spark.createDataFrame(rows, "path string, label string, pca_features array<float>").repartition(3) \
+        .write.parquet(layout.pca)
+
+    found = explore.nearest_neighbours(spark, layout, queries=4, neighbours=5, seed=7)
+
+    vectors = {path: np.asarray(values, dtype=np.float32).astype(np.float64) for path, _, values in rows}
+    assert sorted(found["query"].unique()) == [0, 1, 2, 3]
+    assert found.groupby("query")["label"].first().nunique() == 4  # one query per class
+    for _, group in found.groupby("query"):
+        group = group.sort_values("rank")
+        assert group["rank"].tolist() == [0, 1, 2, 3, 4, 5]
+        query = group["path"].iloc[0]
+        expected = sorted((float(np.sum((vectors[path] - vectors[query]) ** 2)), path)
+                          for path in vectors if path != query)[:5]
+        assert group["path"].iloc[1:].tolist() == [path for _, path in expected]
+        np.testing.assert_allclose(group["distance"].iloc[1:], [np.sqrt(d2) for d2, _ in expected], rtol=1e-9)
+        assert all(pixels.shape == (100, 100, 3) for pixels in group["pixels"])  # unreadable: blank tiles
