@@ -19,8 +19,10 @@ remedies are applied, in this order of effect:
   the mean input of the layer over the calibration images.
 
 Measured on the same 400 images: cosine 0.9978 median, 0.9947 minimum; the network
-alone runs 1.7 to 1.9x as many images/s as the fp32 graph, and with JPEG decoding and
-resizing included 1.35x in Spark (``bench/results/int8/``).
+alone runs 1.5 to 1.9x as many images/s as the fp32 graph (one image per call: 1.5-1.6x),
+and with JPEG decoding and resizing included 1.3 to 1.44x in Spark
+(``bench/results/int8/``, ``bench/results/engines-bs1/``). ONNX Runtime's profile puts
+1.9 of the graph's 4.8 ms per image in the float part (stem and first two blocks).
 
 Calibration must be deterministic and must not need data the product does not
 have, so it uses the run's own input: :data:`CALIBRATION_IMAGES` images evenly
