@@ -90,16 +90,12 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import fsspec
-
     from fruits.preprocess import ImageDecodeError, load_rgb
     from fruits.storage import location
 
     def read(path: str):
-        local = location.local_path(path)
         try:
-            with (open(local, "rb") if local is not None else fsspec.open(path, "rb")) as handle:
-                image = load_rgb(handle.read())
+            image = load_rgb(location.read_bytes(path))  # local files without fsspec
         except (ImageDecodeError, OSError):
             return None
         image.thumbnail((side, side))
