@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ElementTree
 from typing import Mapping, MutableMapping
 from urllib.parse import urlsplit
 
-from fruits import spark_settings
+from fruits import jvm_archive, spark_settings
 
 #: Settings of every session built here, from :mod:`fruits.spark_settings` (EMR's
 #: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
@@ -33,6 +33,7 @@ LOOPBACK = "127.0.0.1"
 #: How long a cluster session waits for its first executor, unless told otherwise.
 DEFAULT_EXECUTOR_WAIT_SECONDS = 120.0
 EXECUTOR_WAIT_VARIABLE = "FRUITS_EXECUTOR_WAIT_SECONDS"
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,8 +318,13 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
     use_installed_spark()
     from pyspark.sql import SparkSession
 
+    settings = {**SPARK_SETTINGS, **placement.conf, **conf}
+    # The driver JVM maps the class archive `make env` recorded, when there is one: it starts warm.
+    java = jvm_archive.java_options(settings.get(_DRIVER_JAVA_OPTIONS, ""))
+    if java:
+        settings[_DRIVER_JAVA_OPTIONS] = java
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
-    for key, value in {**SPARK_SETTINGS, **placement.conf, **conf}.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     with _scoped_environ(placement.environ):
         spark = builder.getOrCreate()

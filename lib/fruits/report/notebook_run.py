@@ -36,8 +36,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
+#: The kernel of the local notebook (``fruits run`` without ``--livy``).
+LOCAL_KERNEL = "python3"
+
+
 def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *, cwd: str | None = None,
-                     kernel_name: str = "python3", log_output: bool = True) -> None:
+                     kernel_name: str = LOCAL_KERNEL, log_output: bool = True) -> None:
     """Convert a percent-format ``.py`` notebook with jupytext and execute it with papermill.
 
     Raises
@@ -57,6 +61,7 @@ def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *,
         papermill.execute_notebook(
             converted, output, parameters=dict(parameters), kernel_name=kernel_name,
             cwd=cwd, log_output=log_output, progress_bar=log_output,
+            shutdown_kernel="immediate" if kernel_name == LOCAL_KERNEL else "graceful",
         )
 
 
