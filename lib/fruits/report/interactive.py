@@ -16,7 +16,6 @@ import html
 import io
 import json
 
-import numpy as np
 import pandas as pd
 
 from fruits.storage.layout import OutputLayout
@@ -90,36 +89,40 @@ def map_html(points: pd.DataFrame, *, thumbs: list[str], title: str) -> str:
     thumbs : list of str
         One ``data:`` URI per row of ``points``.
     """
-    import plotly.graph_objects as go
+    # The figure is written as plotly.js's own JSON (the shape `go.Figure.to_json` gives),
+    # without building plotly's validated Python objects: 0.18 s instead of 0.82 s for 120 classes.
+    import plotly.io
     from plotly.offline import get_plotlyjs
 
     from fruits.report.plots import _palette
 
     labels = sorted(points["label"].unique())
     colours = dict(zip(labels, map(_hex, _palette(len(labels)))))
-    figure = go.Figure()
+    traces = []
     for label in labels:
         rows = points.index[points["label"] == label]
-        figure.add_trace(go.Scatter(
-            x=points.loc[rows, "pc1"], y=points.loc[rows, "pc2"], mode="markers", name=label,
-            marker={"size": 6, "color": colours[label], "opacity": 0.75},
-            customdata=np.column_stack([rows.to_numpy(), points.loc[rows, "path"].to_numpy()]),
-            hovertemplate="<b>%{fullData.name}</b><br>%{customdata[1]}<br>PC 1 %{x:.4g}, PC 2 %{y:.4g}<extra></extra>",
-        ))
-    figure.update_layout(
-        title={"text": title, "font": {"size": 14}, "y": 0.985, "yanchor": "top"}, height=720,
-        margin={"l": 60, "r": 10, "t": 95, "b": 50},
-        xaxis={"title": {"text": "PC 1"}, "exponentformat": "e"}, yaxis={"title": {"text": "PC 2"}, "exponentformat": "e"},
-        hovermode="closest", template="plotly_white",
-        legend={"title": {"text": "class (click: hide/show, double-click: only this)"}, "font": {"size": 10},
-                "itemsizing": "constant"},
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": 1.01, "xanchor": "left", "yanchor": "bottom",
-                      "pad": {"t": 0, "b": 4}, "showactive": False,
-                      "buttons": [{"label": "show all classes", "method": "restyle", "args": ["visible", True]},
-                                  {"label": "hide all classes", "method": "restyle",
-                                   "args": ["visible", "legendonly"]}]}],
-    )
-    spec = figure.to_json().replace("</", "<\\/")
+        traces.append({
+            "type": "scatter", "mode": "markers", "name": label,
+            "x": points.loc[rows, "pc1"].astype(float).tolist(), "y": points.loc[rows, "pc2"].astype(float).tolist(),
+            "marker": {"size": 6, "color": colours[label], "opacity": 0.75},
+            "customdata": [[int(index), str(path)] for index, path in zip(rows, points.loc[rows, "path"])],
+            "hovertemplate": "<b>%{fullData.name}</b><br>%{customdata[1]}<br>PC 1 %{x:.4g}, PC 2 %{y:.4g}<extra></extra>",
+        })
+    layout = {
+        "title": {"text": title, "font": {"size": 14}, "y": 0.985, "yanchor": "top"}, "height": 720,
+        "margin": {"l": 60, "r": 10, "t": 95, "b": 50},
+        "xaxis": {"title": {"text": "PC 1"}, "exponentformat": "e"},
+        "yaxis": {"title": {"text": "PC 2"}, "exponentformat": "e"},
+        "hovermode": "closest", "template": plotly.io.templates["plotly_white"].to_plotly_json(),
+        "legend": {"title": {"text": "class (click: hide/show, double-click: only this)"}, "font": {"size": 10},
+                   "itemsizing": "constant"},
+        "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": 1.01, "xanchor": "left",
+                         "yanchor": "bottom", "pad": {"t": 0, "b": 4}, "showactive": False,
+                         "buttons": [{"label": "show all classes", "method": "restyle", "args": ["visible", True]},
+                                     {"label": "hide all classes", "method": "restyle",
+                                      "args": ["visible", "legendonly"]}]}],
+    }
+    spec = _script_json({"data": traces, "layout": layout})
     config = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
     return f"""
 <style>

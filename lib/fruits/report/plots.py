@@ -90,6 +90,20 @@ def _suptitle(fig, *lines: str, fontsize: float = 10.5) -> None:
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=fontsize)
 
 
+def _grid_margins(fig, *, title_inches: float, caption_inches: float) -> None:
+    """Fixed margins for a grid of images: room for the figure title above and each image's caption.
+
+    Image grids have a known shape, so they need no tight layout, which draws the whole
+    figure once more only to measure it (0.25 s of a 0.75 s save for 36 images).
+    """
+    rows, _ = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+    width, height = fig.get_size_inches()
+    cell = (height - title_inches) / rows  # each row: caption above, image below
+    fig.subplots_adjust(left=0.1 / width, right=1 - 0.1 / width, bottom=0.1 / height,
+                        top=1 - (title_inches + caption_inches) / height,
+                        hspace=caption_inches / (cell - caption_inches), wspace=0.12)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}" + ("" if count == 1 else "s")
 
@@ -157,7 +171,7 @@ def sample_grid(samples: list[tuple[str, np.ndarray]], *, columns: int = 8):
         ax.imshow(pixels)
         ax.set_title(_short(label, 22), fontsize=8)
     fig.suptitle("Sample images and their labels")
-    fig.set_layout_engine("tight")
+    _grid_margins(fig, title_inches=0.45, caption_inches=0.25)
     labels = sorted({label for label, _ in samples})
     return _describe(fig, (
         f"Grid of {len(samples)} sample images from {len(labels)} classes, each titled with its label: "
@@ -368,7 +382,7 @@ def nearest_neighbours(frame: pd.DataFrame):
             _image_axes(ax, image.pixels, title=f"{_short(image.label, 22)}\nd = {image.distance:.3g}",
                         colour=GOOD if match else BAD)
     _suptitle(fig, title, "green: same label as the query, red: another label; d = Euclidean distance")
-    fig.set_layout_engine("tight")
+    _grid_margins(fig, title_inches=0.75, caption_inches=0.4)
     return _describe(fig, (
         f"Grid of {len(queries)} query images, each followed by its {columns - 1} nearest neighbours in PCA space "
         f"with their labels and distances: {same} of {total} neighbours share the query's label. Queries: "
