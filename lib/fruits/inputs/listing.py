@@ -228,9 +228,11 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
     if source.has_loose_files:
         tasks.append((source.fs_root, False))
     slices = max(1, min(len(tasks), 4 * spark.sparkContext.defaultParallelism))
-    work = spark.createDataFrame(spark.sparkContext.parallelize(tasks, slices), "folder string, recursive boolean")
+    # Task numbers from the JVM, the tasks themselves in the lister's closure: no Python RDD
+    # (whose rows a second Python worker per task would pickle), no rows sent from the driver.
+    work = spark.range(0, len(tasks), 1, numPartitions=slices)
     spark.sparkContext.setJobDescription(f"fruits: list {source.root}")
-    lister = _folder_lister(source)
+    lister = _folder_lister(source, tasks)
     try:
         work.mapInPandas(lister, LISTING_SCHEMA).write.mode("overwrite").parquet(location)
     except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
@@ -269,8 +271,12 @@ def spread_sample(frame, *, per_label: int = 4, seed: int = 0) -> list:
     return ranked.where(F.col("_rank") <= per_label).drop("_rank").orderBy("label", "path").collect()
 
 
-def _folder_lister(source: InputRoot):
-    """The mapInPandas body listing folders on an executor (a closure over small, picklable values)."""
+def _folder_lister(source: InputRoot, tasks: list[tuple[str, bool]]):
+    """The mapInPandas body listing folders on an executor (a closure over small, picklable values).
+
+    Its input rows are task numbers (``id``); task ``i`` is ``tasks[i]``: a folder and
+    whether to list it recursively (class folders) or only its own files (the root).
+    """
     root, protocol, base, remote = source.root, source.protocol, source.fs_root, source.remote
 
     def list_folders(batches: Iterator) -> Iterator:
@@ -279,8 +285,8 @@ def _folder_lister(source: InputRoot):
 
         fs = fsspec.core.url_to_fs(root)[0] if remote else None
         rows: list[tuple] = []
-        for tasks in batches:
-            for folder, recursive in zip(tasks["folder"], tasks["recursive"]):
+        for numbers in batches:
+            for folder, recursive in (tasks[number] for number in numbers["id"]):
                 files = _remote_files(fs, folder, recursive) if remote else _local_files(folder, recursive)
                 for path, size, modified in files:
                     if path.rstrip("/") == base:
