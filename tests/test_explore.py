@@ -31,3 +31,21 @@ def test_nearest_neighbours_are_the_closest_images_by_euclidean_distance(spark, 
         assert group["path"].iloc[1:].tolist() == [path for _, path in expected]
         np.testing.assert_allclose(group["distance"].iloc[1:], [np.sqrt(d2) for d2, _ in expected], rtol=1e-9)
         assert all(pixels.shape == (100, 100, 3) for pixels in group["pixels"])  # unreadable: blank tiles
+
+
+def test_pca_points_are_every_row_or_a_seeded_sample_without_repeats(spark, tmp_path):
+    rows = [(f"/nowhere/{index}.jpg", f"class{index % 3}", [float(index), float(-index), 0.5])
+            for index in range(40)]
+    layout = OutputLayout(str(tmp_path / "run"))
+    spark.createDataFrame(rows, "path string, label string, pca_features array<float>").repartition(4) \
+        .write.parquet(layout.pca)
+
+    every = explore.pca_points(spark, layout, max_points=100)
+    assert sorted(every["pc1"]) == [float(index) for index in range(40)]
+    assert (every["pc2"] == -every["pc1"]).all()
+    assert all(every["label"] == [f"class{int(pc1) % 3}" for pc1 in every["pc1"]])
+
+    sample = explore.pca_points(spark, layout, max_points=10, seed=5)
+    assert len(sample) == 10 and sample["pc1"].is_unique and set(sample["pc1"]) <= set(every["pc1"])
+    again = explore.pca_points(spark, layout, max_points=10, seed=5)
+    assert sorted(again["pc1"]) == sorted(sample["pc1"])  # the same seed, the same sample

@@ -25,15 +25,12 @@ def pca_points(spark, layout: OutputLayout, *, max_points: int = 5000, seed: int
     """First two PCA coordinates and label of at most ``max_points`` images."""
     from pyspark.sql import functions as F
 
-    pca = spark.read.parquet(layout.pca)
-    total = pca.count()
-    if total > max_points:
-        pca = pca.sample(fraction=min(1.0, 1.2 * max_points / total), seed=seed).limit(max_points)
-    rows = pca.select(
-        "label",
-        F.element_at("pca_features", 1).alias("pc1"),
-        F.element_at("pca_features", 2).alias("pc2"),
-    )
+    # One job: every row gets a seeded random key and the max_points smallest are kept
+    # (a uniform sample without replacement; all rows when there are fewer).
+    rows = (spark.read.parquet(layout.pca)
+            .select("label", F.element_at("pca_features", 1).alias("pc1"),
+                    F.element_at("pca_features", 2).alias("pc2"), F.rand(seed).alias("_key"))
+            .orderBy("_key").limit(max_points).drop("_key"))
     return rows.toPandas()
 
 
@@ -135,14 +132,15 @@ def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbo
     from pyspark.sql import functions as F
 
     pca = spark.read.parquet(layout.pca)
-    labels = sorted(row.label for row in pca.select("label").distinct().collect())
-    chosen = random.Random(seed).sample(labels, min(queries, len(labels)))
+    # One job picks a random image of every class (one row per class reaches the driver);
+    # the queries are drawn from those.
+    pick = Window.partitionBy("label").orderBy(F.rand(seed), "path")
+    candidates = {row.label: row for row in pca.withColumn("n", F.row_number().over(pick)).where("n = 1")
+                  .select("path", "label", "pca_features").collect()}
+    chosen = random.Random(seed).sample(sorted(candidates), min(queries, len(candidates)))
     if not chosen:
         return pd.DataFrame(columns=["query", "rank", "path", "label", "distance", "pixels"])
-    pick = Window.partitionBy("label").orderBy(F.rand(seed), "path")
-    picked = (pca.where(F.col("label").isin(chosen)).withColumn("n", F.row_number().over(pick))
-              .where("n = 1").select("path", "label", "pca_features").collect())
-    picked.sort(key=lambda row: chosen.index(row.label))
+    picked = [candidates[label] for label in chosen]
     wanted = spark.createDataFrame(
         [(index, row.path, [float(value) for value in row.pca_features]) for index, row in enumerate(picked)],
         "query int, query_path string, query_features array<double>")
