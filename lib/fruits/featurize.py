@@ -42,7 +42,7 @@ def spread_over(images_df, partitions: int):
 
 
 def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per_task: int,
-              partitions: int):
+              partitions: int | None):
     """Add the UDF's ``features`` and ``error`` columns to ``path``/``label`` rows.
 
     Parameters
@@ -53,8 +53,9 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
         keeps that reason as its ``error``.
     engine : PreparedEngine
         Its payload is broadcast once; every worker builds its predictor from it.
-    partitions : int
-        Spark partitions the images are spread over.
+    partitions : int or None
+        Spark partitions the images are spread over; ``None`` keeps ``images_df``'s own
+        (:func:`fruits.inputs.reading.read_images` has spread them already).
 
     Returns
     -------
@@ -71,7 +72,7 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
         batch_size=batch_size,
         input_size=engine.input_size,
     )
-    spread = spread_over(images_df, partitions)
+    spread = images_df if partitions is None else spread_over(images_df, partitions)
     read_error = F.col("read_error") if "read_error" in images_df.columns else F.lit(None).cast("string")
     result = spread.select("path", "label", read_error.alias("read_error"), udf("content").alias("result"))
     return result.select("path", "label", "result.features",
@@ -94,8 +95,11 @@ class Outcome:
 
 
 def featurize_and_split(images_df, engine: PreparedEngine, *, skipped, raw_path: str, batch_size: int,
-                        threads_per_task: int, partitions: int) -> Outcome:
+                        threads_per_task: int) -> Outcome:
     """Featurize once, writing the UDF's output to ``raw_path``, and split it by outcome.
+
+    ``images_df`` comes from :func:`fruits.inputs.reading.read_images`, already spread over
+    the featurization's partitions (asking Spark how many it has would plan it once more).
 
     The network runs exactly once per image: both frames read the Parquet at ``raw_path``.
     ``rejected`` holds the decode failures, the files that could not be read, and
@@ -105,7 +109,7 @@ def featurize_and_split(images_df, engine: PreparedEngine, *, skipped, raw_path:
     from pyspark.sql import functions as F
 
     featurize(images_df, engine, batch_size=batch_size, threads_per_task=threads_per_task,
-              partitions=partitions).write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(raw_path)
+              partitions=None).write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(raw_path)
     raw = images_df.sparkSession.read.parquet(raw_path)
     return Outcome(
         features=raw.where(F.col("error").isNull()).select("path", "label", "features"),

@@ -94,7 +94,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
             outcome = featurize_and_split(
                 read_images(listing.images(), partitions=partitions), engine, skipped=listing.skipped(),
                 raw_path=f"{staging.staging}/raw", batch_size=manifest["engine"]["batch_size"],
-                threads_per_task=manifest["engine"]["threads_per_task"], partitions=partitions,
+                threads_per_task=manifest["engine"]["threads_per_task"],
             )
             models = _models_spark_can_read(spark, run)
             projected = project(PCAModel.load(models.pca_model), outcome.features)

@@ -64,7 +64,7 @@ def featurize(spark, prepared: PreparedRun, read_result: ReadImages, staged: Out
     return featurize_and_split(
         read_result.images, read_result.engine, skipped=read_result.listing.skipped(),
         raw_path=f"{staged.staging}/raw", batch_size=params.network_batch_size,
-        threads_per_task=params.threads_per_task, partitions=read_result.partitions,
+        threads_per_task=params.threads_per_task,
     )
 
 
@@ -154,7 +154,7 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult,
     outcome = featurize_and_split(
         read_images(train.images(), partitions=partitions), engine, skipped=train.skipped(),
         raw_path=f"{staged.staging}/train_raw", batch_size=params.network_batch_size,
-        threads_per_task=params.threads_per_task, partitions=partitions,
+        threads_per_task=params.threads_per_task,
     )
     outcome.features.write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(staged.train_features)
     train_rejected = outcome.rejected.count()
