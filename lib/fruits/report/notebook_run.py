@@ -9,6 +9,7 @@ notebook's parameters are the ones of its cell tagged ``parameters``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -61,8 +62,36 @@ def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *,
         papermill.execute_notebook(
             converted, output, parameters=dict(parameters), kernel_name=kernel_name,
             cwd=cwd, log_output=log_output, progress_bar=log_output,
-            shutdown_kernel="immediate" if kernel_name == LOCAL_KERNEL else "graceful",
+            **({"kernel_manager_class": _quick_shutdown_manager()} if kernel_name == LOCAL_KERNEL else {}),
         )
+
+
+#: Seconds the local kernel gets to end after its last cell: half of it after the shutdown
+#: request, then half after SIGTERM (jupyter_client's ``shutdown_wait_time``; its default is 5).
+LOCAL_KERNEL_SHUTDOWN_SECONDS = 0.5
+
+
+@functools.cache
+def _quick_shutdown_manager():
+    """A kernel manager that ends the local kernel in half a second instead of 2.6 s.
+
+    At shutdown jupyter_client sends SIGINT to the kernel's process group, which holds
+    the Spark JVM: the JVM starts its own shutdown (its hooks stop Spark and delete its
+    temporary folders). Asked to stop, ipykernel then sends SIGTERM to its children and
+    sleeps until they are gone, but the JVM's hooks take longer than its first sleeps, so
+    the kernel waited 2.6 s (until jupyter_client's own SIGTERM, at half of the default
+    5 s). Here that SIGTERM comes after 0.25 s; the kernel ends at once, and the JVM
+    finishes its hooks by itself. Killing the group outright (papermill's "immediate"
+    shutdown) would cut those hooks short and leave Spark's folders in the temporary
+    directory; this manager sends SIGKILL only to a kernel still alive 0.25 s after SIGTERM.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Float
+
+    class QuickShutdownKernelManager(AsyncKernelManager):
+        shutdown_wait_time = Float(LOCAL_KERNEL_SHUTDOWN_SECONDS, config=True)
+
+    return QuickShutdownKernelManager
 
 
 def render_html(notebook_path: str, html_path: str) -> None:
