@@ -118,9 +118,11 @@ def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbo
     Queries are drawn at random, one per class from ``queries`` random classes; each
     query's neighbours are the ``neighbours`` closest other images (Euclidean distance
     on all k PCA features, ties broken by path) among every image of the run. One
-    Spark job scores every image against every query (the queries are broadcast) and
-    keeps each query's closest rows; only ``queries * (neighbours + 1)`` rows and
-    their images reach the driver.
+    Spark job picks the candidate queries (one random image per class); in a second,
+    each partition scores its images against every query with NumPy and sends only its
+    closest ``neighbours`` per query to the driver, which keeps the closest overall
+    (one vectorised pass instead of Spark's interpreted array functions, a shuffle and a
+    sort; on 2,040 images, in a new session 2.4-2.5 -> 1.9-2.0 s, warm 0.8-1.1 -> 0.6-0.7 s).
 
     Returns
     -------
@@ -141,22 +143,51 @@ def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbo
     if not chosen:
         return pd.DataFrame(columns=["query", "rank", "path", "label", "distance", "pixels"])
     picked = [candidates[label] for label in chosen]
-    wanted = spark.createDataFrame(
-        [(index, row.path, [float(value) for value in row.pca_features]) for index, row in enumerate(picked)],
-        "query int, query_path string, query_features array<double>")
-    squared = F.aggregate(F.zip_with("pca_features", "query_features", lambda a, b: (a - b) * (a - b)),
-                          F.lit(0.0).cast("double"), lambda total, value: total + value)
-    closest = Window.partitionBy("query").orderBy("d2", "path")
-    near = (pca.crossJoin(F.broadcast(wanted)).where(F.col("path") != F.col("query_path"))
-            .select("query", "path", "label", squared.alias("d2"))
-            .withColumn("rank", F.row_number().over(closest)).where(F.col("rank") <= neighbours)
+    query_rows = [(index, row.path, [float(value) for value in row.pca_features]) for index, row in enumerate(picked)]
+    near = (pca.select("path", "label", "pca_features")
+            .mapInPandas(_closest_rows(query_rows, neighbours), "query int, path string, label string, d2 double")
             .collect())
+    near = sorted(near, key=lambda row: (row.query, row.d2, row.path))
+    ranks: dict[int, int] = {}
+    kept = []
+    for row in near:  # each partition sent its closest rows per query: keep the closest overall
+        ranks[row.query] = ranks.get(row.query, 0) + 1
+        if ranks[row.query] <= neighbours:
+            kept.append((row, ranks[row.query]))
     rows = [{"query": index, "rank": 0, "path": row.path, "label": row.label, "distance": 0.0}
             for index, row in enumerate(picked)]
-    rows += [{"query": row.query, "rank": row.rank, "path": row.path, "label": row.label,
-              "distance": float(np.sqrt(row.d2))} for row in near]
+    rows += [{"query": row.query, "rank": rank, "path": row.path, "label": row.label,
+              "distance": float(np.sqrt(row.d2))} for row, rank in kept]
     frame = pd.DataFrame(rows).sort_values(["query", "rank"], ignore_index=True)
     return _with_pixels(frame)
+
+
+def _closest_rows(queries: list[tuple[int, str, list[float]]], neighbours: int):
+    """mapInPandas body: each partition's ``neighbours`` closest rows to every query, by NumPy.
+
+    Squared Euclidean distances in float64, ties broken by path, the query's own image
+    left out. At most ``len(queries) * neighbours`` rows per partition leave it.
+    """
+    numbers = [number for number, _, _ in queries]
+    own_paths = [path for _, path, _ in queries]
+    vectors = np.asarray([values for _, _, values in queries], dtype=np.float64)
+
+    def closest(batches):
+        best = None  # the closest rows so far, at most `neighbours` per query
+        for frame in batches:
+            if frame.empty:
+                continue
+            features = np.stack(frame["pca_features"].to_numpy()).astype(np.float64)
+            squared = ((features[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+            scored = [pd.DataFrame({"query": number, "path": frame["path"], "label": frame["label"],
+                                    "d2": squared[:, column]})[frame["path"] != own]
+                      for column, (number, own) in enumerate(zip(numbers, own_paths))]
+            best = pd.concat(scored if best is None else [best, *scored], ignore_index=True)
+            best = best.sort_values(["query", "d2", "path"], kind="stable").groupby("query", sort=False).head(neighbours)
+        if best is not None and not best.empty:
+            yield best.astype({"query": "int32"})
+
+    return closest
 
 
 def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int = 6, per_pair: int = 3,
