@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.record is not None:
         record(args.record, args.workload)
         return 0
-    if args.if_missing and usable_archive() is not None:
-        print(f"class archive for the driver JVM: {usable_archive()} (already built)")
+    if args.if_missing and (existing := usable_archive()) is not None:
+        print(f"class archive for the driver JVM: {existing} (already built)")
         return 0
     started = time.monotonic()
     archive = build(workload=args.workload)

@@ -144,22 +144,22 @@ def nearest_neighbours(spark, layout: OutputLayout, *, queries: int = 6, neighbo
         return pd.DataFrame(columns=["query", "rank", "path", "label", "distance", "pixels"])
     picked = [candidates[label] for label in chosen]
     query_rows = [(index, row.path, [float(value) for value in row.pca_features]) for index, row in enumerate(picked)]
-    near = (pca.select("path", "label", "pca_features")
-            .mapInPandas(_closest_rows(query_rows, neighbours), "query int, path string, label string, d2 double")
-            .collect())
-    near = sorted(near, key=lambda row: (row.query, row.d2, row.path))
-    ranks: dict[int, int] = {}
-    kept = []
-    for row in near:  # each partition sent its closest rows per query: keep the closest overall
-        ranks[row.query] = ranks.get(row.query, 0) + 1
-        if ranks[row.query] <= neighbours:
-            kept.append((row, ranks[row.query]))
-    rows = [{"query": index, "rank": 0, "path": row.path, "label": row.label, "distance": 0.0}
-            for index, row in enumerate(picked)]
-    rows += [{"query": row.query, "rank": rank, "path": row.path, "label": row.label,
-              "distance": float(np.sqrt(row.d2))} for row, rank in kept]
-    frame = pd.DataFrame(rows).sort_values(["query", "rank"], ignore_index=True)
-    return _with_pixels(frame)
+    collected = (pca.select("path", "label", "pca_features")
+                 .mapInPandas(_closest_rows(query_rows, neighbours), "query int, path string, label string, d2 double")
+                 .collect())
+    # Each partition sent its closest rows per query: keep the closest overall.
+    near = _closest_per_query(pd.DataFrame(collected, columns=["query", "path", "label", "d2"]), neighbours)
+    near = near.assign(rank=near.groupby("query").cumcount() + 1, distance=np.sqrt(near["d2"].astype(float)))
+    own = pd.DataFrame([{"query": index, "rank": 0, "path": row.path, "label": row.label, "distance": 0.0}
+                        for index, row in enumerate(picked)])
+    frame = pd.concat([own, near[["query", "rank", "path", "label", "distance"]]], ignore_index=True)
+    return _with_pixels(frame.sort_values(["query", "rank"], ignore_index=True))
+
+
+def _closest_per_query(scored: pd.DataFrame, neighbours: int) -> pd.DataFrame:
+    """The ``neighbours`` rows of smallest ``d2`` for each ``query``, ties broken by path, in that order."""
+    ordered = scored.sort_values(["query", "d2", "path"], kind="stable")
+    return ordered.groupby("query", sort=False).head(neighbours)
 
 
 def _closest_rows(queries: list[tuple[int, str, list[float]]], neighbours: int):
@@ -182,8 +182,8 @@ def _closest_rows(queries: list[tuple[int, str, list[float]]], neighbours: int):
             scored = [pd.DataFrame({"query": number, "path": frame["path"], "label": frame["label"],
                                     "d2": squared[:, column]})[frame["path"] != own]
                       for column, (number, own) in enumerate(zip(numbers, own_paths))]
-            best = pd.concat(scored if best is None else [best, *scored], ignore_index=True)
-            best = best.sort_values(["query", "d2", "path"], kind="stable").groupby("query", sort=False).head(neighbours)
+            best = _closest_per_query(pd.concat(scored if best is None else [best, *scored], ignore_index=True),
+                                      neighbours)
         if best is not None and not best.empty:
             yield best.astype({"query": "int32"})
 
