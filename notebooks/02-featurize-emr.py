@@ -38,7 +38,8 @@
     "spark.executor.memoryOverhead": "512m",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
-    "spark.python.worker.reuse": "true"
+    "spark.python.worker.reuse": "true",
+    "spark.python.daemon.module": "fruits.python_daemon"
   }
 }
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fruits import spark_settings
 from fruits.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
 
@@ -139,8 +140,9 @@ class Cluster:
                            timeout=120)
 
     def python_workers(self, worker: subprocess.Popen) -> list[int]:
-        """PySpark daemon and worker processes under one worker (that is, in its executor)."""
-        return [pid for pid in descendants(worker.pid) if "pyspark" in command_line(pid)
+        """Python worker daemon and worker processes under one worker (that is, in its executor)."""
+        daemons = ("pyspark", spark_settings.PYTHON_WORKERS["spark.python.daemon.module"])
+        return [pid for pid in descendants(worker.pid) if any(name in command_line(pid) for name in daemons)
                 and "python" in command_line(pid).split(" ")[0]]
 
     def stop(self) -> None:
