@@ -49,3 +49,21 @@ def test_pca_points_are_every_row_or_a_seeded_sample_without_repeats(spark, tmp_
     assert len(sample) == 10 and sample["pc1"].is_unique and set(sample["pc1"]) <= set(every["pc1"])
     again = explore.pca_points(spark, layout, max_points=10, seed=5)
     assert sorted(again["pc1"]) == sorted(sample["pc1"])  # the same seed, the same sample
+
+
+def test_class_counts_come_from_the_manifest_or_else_from_features(spark, tmp_path):
+    import json
+
+    rows = [(f"/nowhere/{label}/{index}.jpg", label, [0.0]) for label, n in (("b", 3), ("a", 2)) for index in range(n)]
+    layout = OutputLayout(str(tmp_path / "run"))
+    spark.createDataFrame(rows, "path string, label string, features array<float>").write.parquet(layout.features)
+
+    with open(layout.manifest, "w") as handle:
+        json.dump({"featurized_by_class": {"b": 30, "a": 20}}, handle)  # what the run's write step counted
+    recorded = explore.class_counts(spark, layout)
+    assert recorded.to_dict() == {"a": 20, "b": 30} and list(recorded.index) == ["a", "b"]
+
+    with open(layout.manifest, "w") as handle:
+        json.dump({"run_id": "written before runs counted classes"}, handle)
+    counted = explore.class_counts(spark, layout)
+    assert counted.to_dict() == {"a": 2, "b": 3} and list(counted.index) == ["a", "b"]

@@ -48,8 +48,10 @@ def test_every_file_is_featurized_or_rejected_with_a_reason(spark, finished_run)
     rejected = {row.path.rsplit("/", 1)[1]: row.reason for row in spark.read.parquet(result.layout.rejected).collect()}
     assert set(rejected) == {"broken.jpg", "empty.png", "SYNTHETIC-DATA.txt"}
     assert rejected["empty.png"] == "empty file (0 bytes)"
-    labels = {row.label for row in spark.read.parquet(result.layout.features).collect()}
-    assert labels == {"Synthetic Apple", "Synthetic Banana", "Synthetic Lime", "Synthetic Orange",
+    by_label = {row.label: row["count"] for row in spark.read.parquet(result.layout.features).groupBy("label").count()
+                .collect()}
+    assert result.manifest["featurized_by_class"] == dict(sorted(by_label.items()))
+    assert set(by_label) == {"Synthetic Apple", "Synthetic Banana", "Synthetic Lime", "Synthetic Orange",
                       "Synthetic Grape", "Synthetic Kiwi"}
     paths = spark.read.parquet(result.layout.pca).select("path").collect()
     assert all(row.path.startswith(prepared.input_path) for row in paths)

@@ -98,7 +98,7 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
     with timer.stage("featurize"), spark_progress(spark, "featurize"):
         outcome = steps.featurize(spark, prepared, read, staged)
     with timer.stage("write"):
-        counts, rejected_by_reason = steps.write_features(spark, prepared, read, outcome, staged)
+        counts, rejected_by_reason, featurized_by_class = steps.write_features(spark, prepared, read, outcome, staged)
     with timer.stage("pca"), spark_progress(spark, "pca"):
         pca = steps.reduce(spark, prepared, read.increment, staged)
     with timer.stage("write"):
@@ -108,7 +108,8 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
         with timer.stage("evaluate"), spark_progress(spark, "evaluate"):
             evaluation = steps.evaluate(spark, prepared, staged, pca, read.engine)
     manifest = build_manifest(
-        spark, prepared, engine=read.engine, classes=read.listing.classes, increment=read.increment, counts=counts,
+        spark, prepared, engine=read.engine, classes=read.listing.classes,
+        featurized_by_class=featurized_by_class, increment=read.increment, counts=counts,
         rejected_by_reason=rejected_by_reason, pca=pca, pca_reused=steps.reuses_pca(prepared, read.increment),
         partitions=read.partitions, timer=timer,
         evaluation=evaluation,

@@ -65,7 +65,8 @@ def read_json(path: str) -> dict:
 OUTPUTS = ("features", "pca", "pca_model", "rejected")
 
 
-def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, classes: dict, increment: Increment,
+def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, classes: dict,
+                   featurized_by_class: dict, increment: Increment,
                    counts: dict, rejected_by_reason: dict,
                    pca: PcaResult, pca_reused: bool, partitions: int, timer: StageTimer,
                    evaluation: dict | None) -> dict:
@@ -105,6 +106,7 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
         },
         "rejected_by_reason": rejected_by_reason,
         "classes": classes,
+        "featurized_by_class": featurized_by_class,
         "k": pca.k,
         "variance_target": params.variance_target,
         "pca_fit": "reused" if pca_reused else "refit",

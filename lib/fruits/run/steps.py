@@ -69,7 +69,7 @@ def featurize(spark, prepared: PreparedRun, read_result: ReadImages, staged: Out
 
 
 def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcome: Outcome,
-                   staged: OutputLayout) -> tuple[dict, dict]:
+                   staged: OutputLayout) -> tuple[dict, dict, dict]:
     """Write ``features/``, ``rejected/`` (with what is carried over) and ``inventory/``,
     and check that every file given is accounted for exactly once.
 
@@ -79,7 +79,8 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     Returns
     -------
     tuple
-        ``(counts, rejected_by_reason)``.
+        ``(counts, rejected_by_reason, featurized_by_class)``: the last counted in the same
+        job as the total, for the report's images-per-class figure.
 
     Raises
     ------
@@ -98,7 +99,9 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     not_read = outcome.rejected.where(F.col("reason").startswith(NOT_READ))
     inventory.inventory(listing, not_read).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
 
-    featurized = spark.read.parquet(staged.features).count()
+    featurized_by_class = dict(sorted(
+        (row.label, row["count"]) for row in spark.read.parquet(staged.features).groupBy("label").count().collect()))
+    featurized = sum(featurized_by_class.values())
     by_reason = {
         row.kind: row["count"]
         for row in spark.read.parquet(staged.rejected)
@@ -113,7 +116,7 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
             f"counts do not reconcile: {counts['input']} input files, {featurized} featurized, "
             f"{counts['rejected']} rejected. Nothing was published."
         )
-    return counts, dict(sorted(by_reason.items()))
+    return counts, dict(sorted(by_reason.items())), featurized_by_class
 
 
 def reuses_pca(prepared: PreparedRun, increment: inventory.Increment) -> bool:
