@@ -104,6 +104,33 @@ def _grid_margins(fig, *, title_inches: float, caption_inches: float) -> None:
                         hspace=caption_inches / (cell - caption_inches), wspace=0.12)
 
 
+def _bar_column_margins(fig, axes, labels_per_axis, *, fontsize: float) -> None:
+    """Place columns of horizontal bars side by side, each leaving room on its left for its widest label.
+
+    The label widths are measured with the renderer's font metrics, one call per label:
+    tight layout instead draws the whole figure once more to measure it (with 131
+    classes, 0.6 s of a 1.1 s save).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    font = FontProperties(size=fontsize)
+    width, height = fig.get_size_inches()
+    tick_room = 8 / 72  # tick length and pad, in inches
+    label_widths = [max((renderer.get_text_width_height_descent(str(label), font, ismath=False)[0]
+                         for label in labels), default=0.0) / fig.dpi + tick_room for labels in labels_per_axis]
+    title = fig.get_suptitle()
+    top = 0.02 * height + (title.count("\n") + 1) * 10.5 * 1.3 / 72 + 0.12 if title else 0.15
+    bottom, gap, right = 0.5, 0.1, 0.15  # the x tick labels and axis label below; room between columns
+    axis_width = (width - right - sum(label + gap for label in label_widths)) / len(label_widths)
+    left = 0.0
+    for ax, label_width in zip(axes, label_widths):
+        left += gap + label_width
+        ax.set_position([left / width, bottom / height, axis_width / width, 1 - (bottom + top) / height])
+        left += axis_width
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}" + ("" if count == 1 else "s")
 
@@ -143,13 +170,14 @@ def class_counts(counts: pd.Series, *, title: str = "Images per class", rows_per
         ax.set_xlim(0, top * 1.18)
         ax.axvline(median, color="grey", linestyle=":", linewidth=1)
         for y, value in enumerate(chunk.to_numpy()):
-            ax.text(value, y, f" {value:,}", va="center", fontsize=8 if small else 6.5)
+            ax.text(value, y, f" {value:,}", va="center", fontsize=8 if small else 6.5, in_layout=False)
         ax.set_xlabel("images")
         ax.spines[["top", "right"]].set_visible(False)
     total = int(ordered.sum())
     _suptitle(fig, f"{title}, most first: {len(ordered)} classes, {total:,} images",
               f"fewest {ordered.min():,}, median {median:g} (dotted line), most {top:,}")
-    fig.set_layout_engine("tight")
+    _bar_column_margins(fig, axes[0], [ordered.index[i * per_column:(i + 1) * per_column] for i in range(columns)],
+                        fontsize=9 if small else 7.5)
     fewest = ordered[ordered == ordered.min()]
     most = ordered[ordered == top]
     spread = (f"every class has {_plural(int(top), 'image')}." if top == ordered.min() else
@@ -285,10 +313,13 @@ def pca_map(points: pd.DataFrame, *, max_legend: int = 20):
     ax = axes[0, 0]
     fig.subplots_adjust(left=0.06, right=0.985, bottom=0.06, top=0.95)
     colours = dict(zip(labels, _palette(len(labels))))
-    for label in labels:
-        subset = points[points["label"] == label]
-        ax.scatter(subset["pc1"], subset["pc2"], s=5 if many else 8, alpha=0.35 if many else 0.6,
-                   color=colours[label], label=label, linewidths=0)
+    if many:  # no legend: one collection for every point draws faster than one per class
+        ax.scatter(points["pc1"], points["pc2"], s=5, alpha=0.35, c=[colours[label] for label in points["label"]],
+                   linewidths=0)
+    else:
+        for label in labels:
+            subset = points[points["label"] == label]
+            ax.scatter(subset["pc1"], subset["pc2"], s=8, alpha=0.6, color=colours[label], label=label, linewidths=0)
     centroids = points.groupby("label")[["pc1", "pc2"]].mean().loc[labels]
     ax.scatter(centroids["pc1"], centroids["pc2"], s=26, c=[colours[label] for label in labels],
                edgecolors="black", linewidths=0.7, zorder=3)
@@ -314,12 +345,18 @@ def pca_map(points: pd.DataFrame, *, max_legend: int = 20):
     box = ax.get_window_extent(renderer)
     placed = _place_labels(anchors, sizes, (box.x0, box.y0, box.x1, box.y1))
     inverse = ax.transData.inverted()
+    leaders = []
     for name, anchor, centre, size in zip(names, anchors, placed, sizes):
-        moved = np.hypot(*(centre - anchor - [size[0] / 2 + 6, 0])) > 3
-        ax.annotate(name, xy=inverse.transform(anchor), xytext=inverse.transform(centre),
-                    textcoords="data", ha="center", va="center", fontsize=fontsize, path_effects=halo, zorder=4,
-                    arrowprops=dict(arrowstyle="-", color="grey", linewidth=0.5, shrinkA=0, shrinkB=2)
-                    if moved else None)
+        ax.text(*inverse.transform(centre), name, ha="center", va="center", fontsize=fontsize, path_effects=halo,
+                zorder=4)
+        if np.hypot(*(centre - anchor - [size[0] / 2 + 6, 0])) > 3:  # moved away from its centroid
+            leader = _leader(anchor, centre, size, shrink=2 * fig.dpi / 72)
+            if leader is not None:
+                leaders.append(inverse.transform(leader))
+    if leaders:
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection(leaders, colors="grey", linewidths=0.5, zorder=3.9), autolim=False)
     spread = centroids.assign(distance=np.hypot(centroids["pc1"] - points["pc1"].mean(),
                                                 centroids["pc2"] - points["pc2"].mean()))
     outliers = spread.sort_values("distance", ascending=False).index[:3]
@@ -328,6 +365,27 @@ def pca_map(points: pd.DataFrame, *, max_legend: int = 20):
         f"with the centroid of each of the {len(labels)} classes marked and labelled. Classes whose centroids lie "
         f"farthest from the centre: {_names(outliers)}."
     ))
+
+
+def _leader(anchor, centre, size, *, shrink: float):
+    """The line from a label's box (``size`` around ``centre``) to its ``anchor``, stopping
+    ``shrink`` short of it, in display units; ``None`` when the anchor is under the label.
+
+    One collection of such lines draws in a fraction of the time of an arrow per label
+    (matplotlib recomputes each arrow's path at every draw: 0.55 s for 131 classes).
+
+    Examples
+    --------
+    >>> _leader(np.array([100.0, 0.0]), np.array([0.0, 0.0]), np.array([40.0, 10.0]), shrink=2).tolist()
+    [[20.0, 0.0], [98.0, 0.0]]
+    """
+    direction = np.asarray(anchor, dtype=float) - np.asarray(centre, dtype=float)
+    length = float(np.hypot(*direction))
+    with np.errstate(divide="ignore"):
+        exit_at = float(np.min(np.asarray(size, dtype=float) / 2 / np.abs(direction)))  # where the line leaves the box
+    if exit_at >= 1 or length * (1 - exit_at) <= shrink:
+        return None
+    return np.array([centre + exit_at * direction, anchor - direction / length * shrink])
 
 
 def _short(text: str, length: int) -> str:
