@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from fruits.engines.stand_in import random_projection_predictor
-from fruits.udf import featurize_contents, make_feature_udf
+from fruits.udf import MAPPED_SCHEMA, featurize_contents, make_feature_mapper
 
 
 def jpeg(colour) -> bytes:
@@ -47,11 +47,12 @@ def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
     markers = tmp_path / "builds"
     markers.mkdir()
     images = [jpeg((i * 10 % 256, 80, 160)) for i in range(48)]
-    df = spark.createDataFrame([(f"img{i}", data) for i, data in enumerate(images)], "path string, content binary")
-    udf = make_feature_udf(
+    df = spark.createDataFrame([(f"img{i}", "fruit", None, data) for i, data in enumerate(images)],
+                               "path string, label string, read_error string, content binary")
+    mapper = make_feature_mapper(
         functools.partial(_counting_factory, str(markers), 3), cache_key=f"count-{tmp_path.name}", batch_size=4
     )
-    rows = df.repartition(12).select("path", udf("content").alias("r")).select("path", "r.features", "r.error").collect()
+    rows = df.repartition(12).mapInArrow(mapper, MAPPED_SCHEMA).collect()
     assert len(rows) == 48 and all(row.error is None for row in rows)
     builds = sorted(os.listdir(markers))
     pids = {name.split("-")[0] for name in builds}
@@ -63,6 +64,21 @@ def test_model_is_built_once_per_python_worker_not_per_task(spark, tmp_path):
     by_path = {row.path: np.array(row.features, dtype=np.float32) for row in rows}
     pixels = np.asarray(Image.open(io.BytesIO(images[5])).resize((224, 224)))
     np.testing.assert_allclose(by_path["img5"], expected(pixels[None])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_mapped_rows_keep_path_and_label_and_put_the_read_error_first(spark):
+    from fruits.engines.stand_in import random_projection_predictor as predictor
+
+    rows = [("a.jpg", "red", None, jpeg((255, 0, 0))), ("b.jpg", "red", None, b"garbage"),
+            ("c.jpg", "blue", "could not be read: gone", None), ("d.jpg", "blue", None, jpeg((0, 0, 255)))]
+    df = spark.createDataFrame(rows, "path string, label string, read_error string, content binary").coalesce(1)
+    mapper = make_feature_mapper(functools.partial(predictor, 5), cache_key="mapped-rows", batch_size=2)
+    out = {row.path: row for row in df.mapInArrow(mapper, MAPPED_SCHEMA).collect()}
+    assert [(out[p].label, out[p].error) for p in "abcd" for p in [f"{p}.jpg"]] == [
+        ("red", None), ("red", "not a recognised image format"), ("blue", "could not be read: gone"), ("blue", None)]
+    assert out["b.jpg"].features is None and out["c.jpg"].features is None
+    pixels = np.asarray(Image.open(io.BytesIO(jpeg((0, 0, 255)))).resize((224, 224)))
+    np.testing.assert_allclose(out["d.jpg"].features, predictor(5)(pixels[None])[0], rtol=1e-5, atol=1e-5)
 
 
 def test_worker_cache_keeps_the_three_predictors_used_last(monkeypatch):

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from fruits.engines import PreparedEngine
-from fruits.udf import make_feature_udf, predictor_factory
+from fruits.udf import MAPPED_SCHEMA, make_feature_mapper, predictor_factory
 
 #: Images per Spark partition when the run does not fix the partition count: enough
 #: to amortise task overhead, small enough to spread over every core.
@@ -43,7 +43,7 @@ def spread_over(images_df, partitions: int):
 
 def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per_task: int,
               partitions: int | None):
-    """Add the UDF's ``features`` and ``error`` columns to ``path``/``label`` rows.
+    """Featurize ``path``/``label`` rows: add ``features`` and ``error`` (:func:`fruits.udf.make_feature_mapper`).
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
 
     spark = images_df.sparkSession
     broadcast = spark.sparkContext.broadcast(engine.payload)
-    udf = make_feature_udf(
+    mapper = make_feature_mapper(
         predictor_factory(engine, broadcast, threads=threads_per_task),
         cache_key=engine.cache_key(threads_per_task),
         batch_size=batch_size,
@@ -74,9 +74,7 @@ def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per
     )
     spread = images_df if partitions is None else spread_over(images_df, partitions)
     read_error = F.col("read_error") if "read_error" in images_df.columns else F.lit(None).cast("string")
-    result = spread.select("path", "label", read_error.alias("read_error"), udf("content").alias("result"))
-    return result.select("path", "label", "result.features",
-                         F.coalesce("read_error", "result.error").alias("error"))
+    return spread.select("path", "label", read_error.alias("read_error"), "content").mapInArrow(mapper, MAPPED_SCHEMA)
 
 
 #: Parquet options for every frame holding a ``features`` column. Feature values almost never
@@ -96,7 +94,7 @@ class Outcome:
 
 def featurize_and_split(images_df, engine: PreparedEngine, *, skipped, raw_path: str, batch_size: int,
                         threads_per_task: int) -> Outcome:
-    """Featurize once, writing the UDF's output to ``raw_path``, and split it by outcome.
+    """Featurize once, writing the featurization's output to ``raw_path``, and split it by outcome.
 
     ``images_df`` comes from :func:`fruits.inputs.reading.read_images`, already spread over
     the featurization's partitions (asking Spark how many it has would plan it once more).

@@ -1,4 +1,4 @@
-"""The pandas UDF that featurizes images: batching, a per-worker model cache, type conversion.
+"""The function that featurizes images on the executors: batching, a per-worker model cache, Arrow out.
 
 The study rebuilt MobileNetV2 at the start of every task. Spark reuses its Python
 workers across tasks (``spark.python.worker.reuse``, on by default), so a predictor
@@ -7,6 +7,11 @@ later batch and task that the worker runs.
 
 Each image yields either a feature vector or a recorded reason, never an exception
 that would kill the task: one corrupt file must not fail an hour-long run.
+
+It runs as ``mapInArrow`` (:func:`make_feature_mapper`) rather than a pandas UDF: the
+features leave as one Arrow list array built from a single NumPy block, where PySpark's
+pandas-to-Arrow conversion walked 1,280-float arrays row by row (0.16 ms per image,
+measured, about 3 % of what an image costs the int8 engine).
 """
 
 from __future__ import annotations
@@ -132,10 +137,14 @@ def featurize_contents(
     return pd.DataFrame({"features": features, "error": errors})
 
 
-def make_feature_udf(
+#: Spark schema of :func:`make_feature_mapper`'s rows.
+MAPPED_SCHEMA = "path string, label string, features array<float>, error string"
+
+
+def make_feature_mapper(
     factory: Callable[[], Predict], *, cache_key: str, batch_size: int, input_size: int = INPUT_SIZE
-):
-    """Wrap a predictor factory into a scalar-iterator pandas UDF returning :data:`RESULT_SCHEMA`.
+) -> Callable[[Iterator], Iterator]:
+    """The ``mapInArrow`` function that featurizes ``path``, ``label``, ``read_error``, ``content`` rows.
 
     Parameters
     ----------
@@ -147,20 +156,53 @@ def make_feature_udf(
     batch_size : int
         Images per call of the predictor.
 
+    Returns
+    -------
+    callable
+        For ``frame.mapInArrow(mapper, MAPPED_SCHEMA)``: each row keeps its ``path`` and
+        ``label`` and gets ``features`` (1280 floats, or null) and ``error`` (its
+        ``read_error``, else the reason it could not be featurized, else null).
+
     Examples
     --------
-    Building the UDF needs an active SparkSession (skipped where doctests run without one):
+    Needs a DataFrame with the four columns (skipped where doctests run without Spark):
 
     >>> from fruits.engines.stand_in import random_projection_predictor
-    >>> udf = make_feature_udf(random_projection_predictor, cache_key="demo", batch_size=8)  # doctest: +SKIP
-    >>> df.select(udf("content").alias("result"))  # doctest: +SKIP
+    >>> mapper = make_feature_mapper(random_projection_predictor, cache_key="demo", batch_size=8)
+    >>> images.mapInArrow(mapper, MAPPED_SCHEMA)  # doctest: +SKIP
     """
-    from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf(RESULT_SCHEMA)
-    def featurize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def featurize_batches(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
         predict = cached_predictor(cache_key, factory)
-        for contents in batches:
-            yield featurize_contents(contents, predict, batch_size=batch_size, input_size=input_size)
+        for batch in batches:
+            result = featurize_contents(batch.column("content").to_pandas(), predict,
+                                        batch_size=batch_size, input_size=input_size)
+            read_error = batch.column("read_error")
+            errors = [read or found for read, found in zip(read_error.to_pylist(), result["error"])]
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("path"), batch.column("label"), features_array(result["features"]),
+                 pa.array(errors, type=pa.string())],
+                names=["path", "label", "features", "error"])
 
-    return featurize
+    return featurize_batches
+
+
+def features_array(features) -> "pyarrow.ListArray":
+    """A ``list<float>`` Arrow array from per-row vectors or ``None``, built from one NumPy block.
+
+    Examples
+    --------
+    >>> features_array([np.ones(2, np.float32), None, np.zeros(2, np.float32)]).to_pylist()
+    [[1.0, 1.0], None, [0.0, 0.0]]
+    """
+    import pyarrow as pa
+
+    present = np.array([vector is not None for vector in features], dtype=bool)
+    lengths = np.array([len(vector) if vector is not None else 0 for vector in features], dtype=np.int32)
+    offsets = np.zeros(len(features) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    kept = [vector for vector in features if vector is not None]
+    values = np.concatenate(kept).astype(np.float32, copy=False) if kept else np.zeros(0, dtype=np.float32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(~present))
