@@ -104,3 +104,18 @@ def test_worker_cache_keeps_the_three_predictors_used_last(monkeypatch):
     assert udf.PREDICTOR_CACHE_SIZE == 3 and built == ["a", "b", "c", "d"]
     udf.cached_predictor("b", factory("b"))
     assert built[-1] == "b" and list(udf._PREDICTORS) == ["a", "d", "b"]
+
+
+def test_partitions_come_in_whole_waves_of_about_1024_images():
+    from types import SimpleNamespace
+
+    from fruits.featurize import choose_partitions
+
+    def session(cores):
+        return SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=cores))
+
+    assert choose_partitions(session(2), 20_622, None) == 22  # 11 waves of 2 tasks, about 937 images each
+    assert choose_partitions(session(2), 2_040, None) == 4  # never fewer than 2 waves
+    assert choose_partitions(session(2), 1, None) == 4
+    assert choose_partitions(session(12), 1_000_000, None) == 984  # 82 waves of 12
+    assert choose_partitions(session(2), 20_622, 7) == 7  # the run's own count wins
