@@ -28,9 +28,6 @@ from fruits import engines
 from fruits.engines import Engine, Predict, PreparedEngine
 from fruits.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize
 
-#: Spark type the UDF returns: features, or null features and the reason.
-RESULT_SCHEMA = "features array<float>, error string"
-
 #: Predictors a worker keeps at once: pyspark's ``predict_batch_udf`` keeps 3 too. A long-lived
 #: worker (a Livy session lives for hours) that serves runs with other weights or engines
 #: holds the three it used last, never an ever-growing set of models.

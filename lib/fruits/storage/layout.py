@@ -94,7 +94,7 @@ class OutputLayout:
 
     @property
     def staging(self) -> str:
-        """Scratch folder for the UDF's raw output; removed when the run ends."""
+        """Scratch folder for the featurization's raw output; removed when the run ends."""
         return self._join("_staging")
 
     @property
