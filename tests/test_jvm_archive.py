@@ -51,10 +51,29 @@ def test_archive_name_follows_the_spark_installation(cache, monkeypatch, tmp_pat
     assert jvm_archive.archive_path() is None
 
 
+def test_archives_of_installations_that_are_gone_are_pruned(tmp_path):
+    folder = tmp_path / "jvm"
+    folder.mkdir()
+    live = tmp_path / "venv" / "pyspark" / "jars"
+    live.mkdir(parents=True)
+    records = {"gone": {"size": 3, "spark_jars": str(tmp_path / "deleted-clone" / "jars")},
+               "live": {"size": 3, "spark_jars": str(live)},
+               "unnamed": {"size": 3}}  # written before records named the installation
+    for name, record in records.items():
+        (folder / f"spark-classes-{name}.jsa").write_bytes(b"jsa")
+        (folder / f"spark-classes-{name}.json").write_text(json.dumps(record))
+
+    assert jvm_archive.prune_orphans(folder) == [folder / "spark-classes-gone.jsa"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "spark-classes-live.jsa", "spark-classes-live.json", "spark-classes-unnamed.jsa", "spark-classes-unnamed.json"]
+
+
 def test_built_archive_is_mapped_by_the_next_session(cache, tmp_path):
     archive = jvm_archive.build(workload="sql")
     assert archive.is_file() and jvm_archive.usable_archive() == archive
-    assert json.loads(archive.with_suffix(".json").read_text())["size"] == archive.stat().st_size
+    recorded = json.loads(archive.with_suffix(".json").read_text())
+    assert recorded["size"] == archive.stat().st_size
+    assert recorded["spark_jars"] == str(jvm_archive.spark_jars().resolve())  # what pruning checks
     assert not [p for p in archive.parent.iterdir() if p.name.startswith("building-")]
 
     # A fresh session (local_spark, as every run starts one) logs where each class came from.

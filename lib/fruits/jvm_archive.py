@@ -180,10 +180,35 @@ def build(*, workload: str = "demo", timeout: float = BUILD_TIMEOUT_SECONDS) -> 
         size = recording.stat().st_size
         os.replace(recording, archive)
         _record_path(archive).write_text(json.dumps({"size": size, "java": os.path.realpath(java),
+                                                     "spark_jars": str(spark_jars().resolve()),
                                                      "workload": workload}))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    prune_orphans(archive.parent)
     return archive
+
+
+def prune_orphans(folder: Path) -> list[Path]:
+    """Remove the archives (about 190 MB each) whose Spark installation no longer exists; return them.
+
+    Each virtual environment has its own Spark, hence its own archive: without this, every
+    clone that ran ``make env`` and was deleted since would leave one behind in the cache.
+    An archive whose record does not name its installation (written before records did)
+    is kept: nothing says it is unused.
+    """
+    removed = []
+    for record_file in sorted(folder.glob("spark-classes-*.json")):
+        try:
+            jars = json.loads(record_file.read_text()).get("spark_jars")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not jars or Path(jars).is_dir():
+            continue
+        archive = record_file.with_suffix(".jsa")
+        for path in (archive, record_file):  # the archive first: a record alone is never trusted
+            path.unlink(missing_ok=True)
+        removed.append(archive)
+    return removed
 
 
 def record(path: Path, workload: str) -> None:
