@@ -105,8 +105,12 @@ def vm_peak(pid: int) -> int:
 
 
 def is_python_worker(info) -> bool:
-    command = " ".join(info.get("cmdline") or [])
-    return "pyspark.daemon" in command or "fruits.worker_daemon" in command
+    """A PySpark worker or daemon: Spark's own (the study's session) or the project's (``fruits.python_daemon``)."""
+    from fruits.spark_settings import PYTHON_WORKERS
+
+    command = info.get("cmdline") or []
+    # ``python -m MODULE``: the JVM's own command line names the module too (as a --conf value).
+    return "-m" in command and bool({"pyspark.daemon", PYTHON_WORKERS["spark.python.daemon.module"]} & set(command))
 
 
 def select_images(source: Path, target: Path, count: int | None) -> int:
