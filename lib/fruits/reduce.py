@@ -126,8 +126,7 @@ def feature_moments(features_df, *, dim: int = FEATURE_DIM) -> Moments:
             column = batch.column(0)
             if len(column) == 0:
                 continue
-            rows = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
-            rows = rows.reshape(len(column), dim)
+            rows = _feature_rows(column, dim)
             count += len(rows)
             total += rows.sum(axis=0)
             gram += rows.T @ rows
@@ -148,6 +147,23 @@ def feature_moments(features_df, *, dim: int = FEATURE_DIM) -> Moments:
     mean = total / count
     covariance = (gram - count * np.outer(mean, mean)) / (count - 1)
     return Moments(count=count, mean=mean, covariance=covariance)
+
+
+def _feature_rows(column, dim: int) -> np.ndarray:
+    """An Arrow ``list<float>`` column of ``dim`` values per row as a float64 ``(rows, dim)`` matrix.
+
+    Raises
+    ------
+    ValueError
+        A row without features, or rows of another width than ``dim``.
+    """
+    if column.null_count:
+        raise ValueError(f"PCA: {column.null_count} row(s) without features")
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    if values.size != len(column) * dim:
+        raise ValueError(f"PCA: the model takes {dim} features per row, "
+                         f"got {values.size} values for {len(column)} rows")
+    return values.astype(np.float64).reshape(len(column), dim)
 
 
 def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -287,13 +303,7 @@ def project(model, features_df):
     def project_batches(batches):
         for batch in batches:
             features = batch.column(2)
-            if features.null_count:
-                raise ValueError(f"PCA projection: {features.null_count} row(s) without features")
-            values = features.flatten().to_numpy(zero_copy_only=False)
-            if values.size != len(features) * dim:
-                raise ValueError(f"PCA projection: the model takes {dim} features per row, "
-                                 f"got {values.size} values for {len(features)} rows")
-            projected = (values.astype(np.float64).reshape(len(features), dim) @ components).astype(np.float32)
+            projected = (_feature_rows(features, dim) @ components).astype(np.float32)
             offsets = pa.array(np.arange(0, (len(features) + 1) * k, k, dtype=np.int32))
             yield pa.RecordBatch.from_arrays(
                 [batch.column(0), batch.column(1), pa.ListArray.from_arrays(offsets, pa.array(projected.ravel()))],

@@ -7,13 +7,11 @@ each collects at most a bounded number of rows to the driver.
 
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
 import pandas as pd
 
-from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
 
@@ -23,8 +21,9 @@ def class_counts(spark, layout: OutputLayout) -> pd.Series:
     The run's write step counts them while it checks the totals (``featurized_by_class`` in
     its manifest); a run written before it did is counted here, in Spark.
     """
-    with location.open(layout.manifest, "r", encoding="utf-8") as handle:
-        recorded = json.load(handle).get("featurized_by_class")
+    from fruits.run.manifest import read_json
+
+    recorded = read_json(layout.manifest).get("featurized_by_class")
     if recorded is not None:
         return pd.Series(recorded, dtype="int64", name="count").rename_axis("label").sort_index()
     counts = spark.read.parquet(layout.features).groupBy("label").count().toPandas()
