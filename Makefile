@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/sparkmagic.tx
 	touch $(STAMP)
 
 env: $(STAMP) ## Create the virtual environment .venv from the pinned dependencies, and the JVM's class archive
-	@# Local Spark sessions start warm from it (fruits.jvm_archive); without it they only start slower.
-	@$(BIN)/python -m fruits.jvm_archive --if-missing || echo "WARNING: the driver JVM's class archive could not be built (see above): local Spark sessions will start without it, a few seconds slower"
+	@# Local Spark sessions start warm from it (fruits.spark.jvm_archive, built by fruits.run.jvm_archive_build); without it they only start slower.
+	@$(BIN)/python -m fruits.run.jvm_archive_build --if-missing || echo "WARNING: the driver JVM's class archive could not be built (see above): local Spark sessions will start without it, a few seconds slower"
 
 demo: env ## Run the pipeline on generated synthetic images and write the HTML report
 	$(BIN)/fruits run --output output/demo -p mode overwrite

@@ -105,8 +105,8 @@ def vm_peak(pid: int) -> int:
 
 
 def is_python_worker(info) -> bool:
-    """A PySpark worker or daemon: Spark's own (the study's session) or the project's (``fruits.python_daemon``)."""
-    from fruits.spark_settings import PYTHON_WORKERS
+    """A PySpark worker or daemon: Spark's own (the study's session) or the project's (``fruits.spark.python_daemon``)."""
+    from fruits.spark.settings import PYTHON_WORKERS
 
     command = info.get("cmdline") or []
     # ``python -m MODULE``: the JVM's own command line names the module too (as a --conf value).
@@ -188,10 +188,10 @@ def image_paths(folder: str) -> list[str]:
 
 
 def run_spark_mode(mode, input_dir, engine, scratch, count) -> dict:
-    from fruits.featurize import choose_partitions, featurize
+    from fruits.featurize.step import choose_partitions, featurize
     from fruits.inputs.listing import check_input, list_files
     from fruits.inputs.reading import read_images
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     master, arrow = ("local[2]", None) if mode == "study" else SPARK_MODES[mode][2:]
     spark = local_spark(master, app_name=f"bench-{mode}")
@@ -229,7 +229,7 @@ def run_ceiling(paths, engine) -> dict:
     import numpy as np
 
     from fruits import engines
-    from fruits.preprocess import decode_and_resize
+    from fruits.featurize.preprocess import decode_and_resize
 
     size = engine.input_size
     cores = os.cpu_count() or 1

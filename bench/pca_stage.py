@@ -8,7 +8,7 @@ reads in a run. Then, in one Spark session, rounds interleave:
 
 * ``before``: the spectrum pass (per-partition Gram matrices, eigenvalues on the
   driver) followed by ``pyspark.ml.feature.PCA(k).fit``, as the pipeline did;
-* ``after``: :func:`fruits.reduce.fit_pca`, one pass and NumPy's ``eigh``.
+* ``after``: :func:`fruits.analysis.pca.fit_pca`, one pass and NumPy's ``eigh``.
 
 It prints the seconds of each round and the ratio of the best rounds, and checks
 that both give the same components (up to sign) and explained variance. Quote the
@@ -16,8 +16,8 @@ ratio: the machine is shared and absolute times move with its load.
 
 With ``--sweep`` it measures the evaluation's k sweep instead (``pca_sweep.*``):
 ``before``, a Spark ML ``PCA(k).fit`` for each k the sweep scores besides the run's
-(10, 20, 100, 200), as :func:`fruits.evaluate.evaluate` did; ``after``, one
-:func:`fruits.reduce.decompose` whose leading columns serve every k (and none at all
+(10, 20, 100, 200), as :func:`fruits.analysis.evaluate.evaluate` did; ``after``, one
+:func:`fruits.analysis.pca.decompose` whose leading columns serve every k (and none at all
 when the run's own components can be used).
 
     python bench/pca_stage.py                 # 20,622 rows, k=50, 3 rounds
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROWS_PER_FILE = 256  # fruits.featurize.IMAGES_PER_PARTITION: a run writes about this many rows per file
+ROWS_PER_FILE = 256  # fruits.featurize.step.IMAGES_PER_PARTITION: a run writes about this many rows per file
 
 
 def synthetic_features(count: int, *, seed: int = 0, dim: int = 1280) -> np.ndarray:
@@ -67,7 +67,7 @@ def before(features, k: int):
     """The former stage: the spectrum pass, then a second pass and a JVM SVD in Spark ML."""
     from pyspark.ml.feature import PCA
 
-    from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, variance_spectrum, with_vectors
+    from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, variance_spectrum, with_vectors
 
     spectrum = variance_spectrum(features)
     model = PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(with_vectors(features))
@@ -75,34 +75,34 @@ def before(features, k: int):
 
 
 def after(features, k: int):
-    from fruits.reduce import fit_pca
+    from fruits.analysis.pca import fit_pca
 
     result = fit_pca(features, k=k)
     return result.model, result.spectrum
 
 
-SWEEP_KS = (10, 20, 100, 200)  # fruits.evaluate.K_SWEEP without the run's k (50)
+SWEEP_KS = (10, 20, 100, 200)  # fruits.analysis.evaluate.K_SWEEP without the run's k (50)
 
 
 def sweep_before(vectors) -> None:
     """The former sweep: one Spark ML fit (a pass and a JVM SVD) per k."""
     from pyspark.ml.feature import PCA
 
-    from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL
+    from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL
 
     for k in SWEEP_KS:
         PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(vectors)
 
 
 def sweep_after(vectors) -> None:
-    from fruits.reduce import decompose
+    from fruits.analysis.pca import decompose
 
     decompose(vectors)
 
 
 def sweep(spark, features, args) -> int:
     """Time the evaluation sweep's PCA both ways on cached vectors, as the evaluation holds them."""
-    from fruits.reduce import with_vectors
+    from fruits.analysis.pca import with_vectors
 
     vectors = with_vectors(features).cache()
     vectors.count()
@@ -142,7 +142,7 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="time the evaluation's k sweep instead (pca_sweep.*)")
     args = parser.parse_args()
 
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     spark = local_spark(args.master, app_name="bench-pca", driver_memory="2g")
     seconds: dict[str, list[float]] = {"before": [], "after": []}

@@ -106,7 +106,7 @@ def old_modules(scratch: Path) -> Path:
 
 def child(path: str, tree: str, scratch: str) -> dict:
     """One measurement, in this (fresh) process: Spark's start, then the input work up to featurization."""
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     start = time.perf_counter()
     spark = local_spark("local[2]", app_name=f"bench-scale-{path}", driver_memory="2g")
@@ -116,7 +116,7 @@ def child(path: str, tree: str, scratch: str) -> dict:
     figures: dict = {}
     start = time.perf_counter()
     if path == "new":
-        from fruits.featurize import choose_partitions
+        from fruits.featurize.step import choose_partitions
         from fruits.inputs import calibration, inventory
         from fruits.inputs.listing import check_input, list_files
         from fruits.inputs.reading import read_images

@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("--result", help="write the figures here as JSON")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fruits.session import local_spark  # the project's session settings, so both sides get the same Spark
+    from fruits.spark.session import local_spark  # the project's session settings, so both sides get the same Spark
 
     spark = local_spark(args.master, app_name="study-pattern")  # this file runs as __main__: pickled by value
     figures = end_to_end(spark, args.input, args.output, args.weights, k=args.k)

@@ -71,7 +71,7 @@ print(prepared.weights.describe())
 # ## Spark session
 
 # %% tags=["session"]
-from fruits.session import local_spark
+from fruits.spark.session import local_spark
 
 spark = local_spark(master, driver_memory=driver_memory)
 spark.version

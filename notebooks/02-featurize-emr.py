@@ -39,7 +39,7 @@
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     "spark.python.worker.reuse": "true",
-    "spark.python.daemon.module": "fruits.python_daemon"
+    "spark.python.daemon.module": "fruits.spark.python_daemon"
   }
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits.demo_data import generate_demo_images
+from fruits.run.demo_data import generate_demo_images
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def spark():
     """A local[2] session shared by the whole test run, stopped at the end."""
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     session = local_spark("local[2]", app_name="fruits-tests", driver_memory="2g")
     yield session

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits.demo_data import CLASSES, DEMO_PER_CLASS
+from fruits.run.demo_data import CLASSES, DEMO_PER_CLASS
 from fruits.storage.layout import current_run
 from tests.conftest import copy_slice
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fruits import spark_settings
-from fruits.demo_data import generate_demo_images
+from fruits.spark import settings as spark_settings
+from fruits.run.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ CLUSTER_RUN = textwrap.dedent("""
     import json, sys
     from fruits.params import RunParams
     from fruits.run import execute, prepare
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, partitions=8)
     prepared = prepare(params)

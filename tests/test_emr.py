@@ -173,7 +173,7 @@ def test_images_in_a_bucket_through_local_spark_and_back(moto, tmp_path):
     import pyarrow.parquet as pq
     import s3fs
 
-    from fruits.demo_data import generate_demo_images
+    from fruits.run.demo_data import generate_demo_images
 
     s3 = boto3.client("s3")
     bucket = "fruits-roundtrip"

@@ -95,7 +95,7 @@ def test_importing_the_registry_and_validating_imports_no_framework():
     """Parameter validation and every Spark worker import the registry: it must stay cheap."""
     code = (
         "import json, sys\n"
-        "import fruits.udf\n"
+        "import fruits.featurize.batches\n"
         "from fruits import engines\n"
         "from fruits.params import RunParams\n"
         "for name in engines.names():\n"
@@ -112,8 +112,8 @@ def test_a_new_engine_is_one_module_and_one_line(toy, spark, tmp_path, monkeypat
     """Validation, the run, the workers, the manifest and fruits project all find ``toy`` by asking the registry."""
     from pyspark.sql import functions as F
 
-    from fruits.demo_data import generate_demo_images
-    from fruits.preprocess import decode_and_resize
+    from fruits.run.demo_data import generate_demo_images
+    from fruits.featurize.preprocess import decode_and_resize
     from fruits.run import execute, prepare
     from fruits.run.projection import IncompatibleRunError, project_images
 

@@ -142,7 +142,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_int8_features_point_where_fp32_features_point(spark, real_images, real_weights, tmp_path, monkeypatch):
     """Calibrated as a run on the whole Test split would be; the first image of 40 classes compared in Spark."""
-    from fruits.featurize import featurize
+    from fruits.featurize.step import featurize
     from fruits.inputs.listing import check_input, list_files
     from fruits.inputs.reading import read_images
     from fruits.engines.onnx_int8 import choose_calibration
@@ -171,7 +171,7 @@ def test_int8_run_records_its_calibration_and_an_incremental_run_reuses_it(spark
     """The manifest names the calibration images; new images do not change the graph of an incremental run."""
     import shutil
 
-    from fruits.demo_data import generate_demo_images
+    from fruits.run.demo_data import generate_demo_images
     from fruits.run import execute, prepare
 
     monkeypatch.setenv("FRUITS_CACHE", str(tmp_path / "cache"))

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fruits.demo_data import CLASSES, generate_demo_images, generate_demo_training_images
-from fruits.evaluate import scores
+from fruits.run.demo_data import CLASSES, generate_demo_images, generate_demo_training_images
+from fruits.analysis.evaluate import scores
 from fruits.storage.layout import current_run
 from fruits.params import RunParams
 from fruits.run import execute, prepare
@@ -167,8 +167,8 @@ def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, t
     from pyspark.ml.feature import PCA, StringIndexer
     from pyspark.sql import functions as F
 
-    from fruits.evaluate import LABEL_INDEX, _fit_and_score, evaluate
-    from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, fit_pca, with_vectors
+    from fruits.analysis.evaluate import LABEL_INDEX, _fit_and_score, evaluate
+    from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, fit_pca, with_vectors
 
     classes = {f"c{i}": (40, 30) for i in range(6)}
     if test_only_class:
@@ -204,6 +204,6 @@ def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, t
 
 
 def _scored_components(scored):
-    from fruits.reduce import decompose
+    from fruits.analysis.pca import decompose
 
     return decompose(scored)[1]

@@ -94,7 +94,7 @@ S3_INPUTS = textwrap.dedent("""
     from fruits.inputs.calibration import choose_calibration
     from fruits.inputs.listing import check_input, list_files
     from fruits.inputs.reading import read_images
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     spark = local_spark("local[2]", driver_memory="1g")
     # This Spark has no S3 connector: the executors list and read through s3fs.
@@ -138,7 +138,7 @@ def test_s3_input_is_listed_and_read_by_the_executors_through_s3fs(tmp_path):
 def test_a_run_records_an_image_that_vanished_after_the_listing_and_retries_it_next_time(spark, tmp_path,
                                                                                          monkeypatch):
     """The file is in the listing snapshot, gone when the executors read it: rejected with the reason, counted."""
-    from fruits.demo_data import generate_demo_images
+    from fruits.run.demo_data import generate_demo_images
     from fruits.params import RunParams
     from fruits.run import execute, prepare, steps
 

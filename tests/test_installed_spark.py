@@ -24,7 +24,7 @@ def fake_spark_home(root: Path) -> Path:
 def test_a_python_without_pyspark_imports_the_installed_spark(tmp_path):
     home = fake_spark_home(tmp_path / "spark")
     # -S: no site-packages, so the venv's pyspark wheel is out of reach, as on an EMR node.
-    code = ("import sys; sys.path.insert(0, 'lib'); from fruits.session import use_installed_spark; "
+    code = ("import sys; sys.path.insert(0, 'lib'); from fruits.spark.session import use_installed_spark; "
             "use_installed_spark(); import pyspark, py4j; print(pyspark.__version__, py4j.__file__)")
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True,
                             env={"SPARK_HOME": str(home), "PATH": "/usr/bin:/bin"}, timeout=60)
@@ -33,7 +33,7 @@ def test_a_python_without_pyspark_imports_the_installed_spark(tmp_path):
 
 
 def test_no_pyspark_and_no_spark_is_a_clear_error(tmp_path):
-    code = ("import sys; sys.path.insert(0, 'lib'); from fruits.session import use_installed_spark; "
+    code = ("import sys; sys.path.insert(0, 'lib'); from fruits.spark.session import use_installed_spark; "
             "use_installed_spark()")
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin"}, timeout=60)
@@ -43,7 +43,7 @@ def test_no_pyspark_and_no_spark_is_a_clear_error(tmp_path):
 
 
 def test_spark_home_without_pyspark_is_refused(tmp_path):
-    from fruits.session import spark_python_paths
+    from fruits.spark.session import spark_python_paths
 
     with pytest.raises(FileNotFoundError, match="no PySpark in"):
         spark_python_paths(str(tmp_path))

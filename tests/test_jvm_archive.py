@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from fruits import jvm_archive
+from fruits.run import jvm_archive_build
+from fruits.spark import jvm_archive
 
 pytestmark = pytest.mark.spark
 
@@ -63,13 +64,13 @@ def test_archives_of_installations_that_are_gone_are_pruned(tmp_path):
         (folder / f"spark-classes-{name}.jsa").write_bytes(b"jsa")
         (folder / f"spark-classes-{name}.json").write_text(json.dumps(record))
 
-    assert jvm_archive.prune_orphans(folder) == [folder / "spark-classes-gone.jsa"]
+    assert jvm_archive_build.prune_orphans(folder) == [folder / "spark-classes-gone.jsa"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "spark-classes-live.jsa", "spark-classes-live.json", "spark-classes-unnamed.jsa", "spark-classes-unnamed.json"]
 
 
 def test_built_archive_is_mapped_by_the_next_session(cache, tmp_path):
-    archive = jvm_archive.build(workload="sql")
+    archive = jvm_archive_build.build(workload="sql")
     assert archive.is_file() and jvm_archive.usable_archive() == archive
     recorded = json.loads(archive.with_suffix(".json").read_text())
     assert recorded["size"] == archive.stat().st_size
@@ -79,7 +80,7 @@ def test_built_archive_is_mapped_by_the_next_session(cache, tmp_path):
     # A fresh session (local_spark, as every run starts one) logs where each class came from.
     log = tmp_path / "classes.log"
     script = textwrap.dedent(f"""
-        from fruits.session import local_spark
+        from fruits.spark.session import local_spark
         spark = local_spark(conf={{"spark.driver.extraJavaOptions": "-Xlog:class+load=info:file={log}"}})
         print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"))
         spark.range(10).count()

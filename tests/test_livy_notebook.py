@@ -193,7 +193,7 @@ def test_a_lost_livy_session_fails_the_run_by_name_and_leaves_the_output(where, 
     """The session's driver dies mid-featurization (OOM, preemption): the run fails naming it; outputs stay."""
     import time
 
-    from fruits.demo_data import generate_demo_images
+    from fruits.run.demo_data import generate_demo_images
 
     images = generate_demo_images(tmp_path / "images", per_class=40, seed=3)
     previous = {"manifest.json": b'{"run": "previous"}', "features/part-0.parquet": b"previous rows"}

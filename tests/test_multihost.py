@@ -12,7 +12,7 @@ has a timeout. Skipped, with the reason, only where ``ip netns add`` is not perm
 
 The environment keeps ``SPARK_LOCAL_IP=127.0.0.1`` (set by the Makefile and conftest
 for local runs), as a user's would: a driver bound to loopback must not be what the
-cluster sees. The module's first tests check :func:`fruits.session.driver_settings`
+cluster sees. The module's first tests check :func:`fruits.spark.session.driver_settings`
 without any JVM.
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from fruits.demo_data import generate_demo_images
-from fruits.session import driver_settings, executor_wait_seconds, is_local_master, master_endpoint
+from fruits.run.demo_data import generate_demo_images
+from fruits.spark.session import driver_settings, executor_wait_seconds, is_local_master, master_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
@@ -62,9 +62,9 @@ def test_cluster_masters_drop_a_loopback_spark_local_ip_and_advertise_the_route_
 
 
 def test_a_master_name_that_resolves_to_loopback_here_leaves_the_choice_to_spark(monkeypatch):
-    import fruits.session
+    import fruits.spark.session
 
-    monkeypatch.setattr(fruits.session, "route_address", lambda host, port: "127.0.1.1")  # Debian's /etc/hosts
+    monkeypatch.setattr(fruits.spark.session, "route_address", lambda host, port: "127.0.1.1")  # Debian's /etc/hosts
     assert driver_settings("spark://myhost:7077", environ={}).conf == {}
     assert driver_settings("spark://localhost:7077", environ={}).conf == {"spark.driver.host": "127.0.1.1"}
 
@@ -251,7 +251,7 @@ def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster, tmp_path):
 
 LOOPBACK_DRIVER = textwrap.dedent("""
     import sys
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     local_spark(sys.argv[1], driver_memory="512m", executor_wait=float(sys.argv[2]),
                 conf=dict(arg.split("=", 1) for arg in sys.argv[3:]))

@@ -1,7 +1,7 @@
 """The local kernel ends soon after its last cell, and its Spark JVM ends cleanly after it.
 
 ``execute_notebook`` gives the local kernel half a second to end instead of jupyter_client's
-five (see ``fruits.report.notebook_run._quick_shutdown_manager``): asked to stop, the kernel
+five (see ``fruits.run.notebook._quick_shutdown_manager``): asked to stop, the kernel
 sent SIGTERM to the Spark JVM and slept until jupyter_client's own SIGTERM, 2.6 s later.
 The JVM must still finish its shutdown hooks, which stop Spark and delete its temporary
 folders: killing the kernel's whole process group at once (papermill's "immediate"
@@ -15,13 +15,13 @@ import time
 
 import pytest
 
-from fruits.report.notebook_run import execute_notebook
+from fruits.run.notebook import execute_notebook
 
 pytestmark = pytest.mark.spark
 
 NOTEBOOK = '''# %%
 import os
-from fruits.session import local_spark
+from fruits.spark.session import local_spark
 
 spark = local_spark("local[1]")
 assert spark.range(5).count() == 5

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits.demo_data import generate_demo_images
+from fruits.run.demo_data import generate_demo_images
 from fruits.storage import atomic, location
 from fruits.storage.layout import OutputLayout, current_run, read_pointer
 from fruits.storage.lease import Lease, LeaseLost, OutputBusy, holder
@@ -244,18 +244,18 @@ def test_the_pointer_moves_only_from_the_version_a_run_started_from_and_keeps_n_
 
 CONCURRENT_RUN = textwrap.dedent("""
     import json, os, sys, time
-    import fruits.udf
+    import fruits.featurize.batches
     from fruits.params import RunParams
     from fruits.run import execute, prepare
 
-    original = fruits.udf.featurize_contents
+    original = fruits.featurize.batches.featurize_contents
     stall = float(sys.argv[4])
 
     def slow(contents, predict, **kwargs):  # the run stays in progress for a while
         time.sleep(stall)
         return original(contents, predict, **kwargs)
 
-    fruits.udf.featurize_contents = slow  # shipped by value with the UDF's closure
+    fruits.featurize.batches.featurize_contents = slow  # shipped by value with the UDF's closure
     open(sys.argv[3] + f".ready-{os.getpid()}", "w").close()
     while not os.path.exists(sys.argv[3] + ".go"):
         time.sleep(0.02)
@@ -263,7 +263,7 @@ CONCURRENT_RUN = textwrap.dedent("""
                        mode="overwrite", partitions=2)
     prepared = prepare(params)
     print("PREPARED", prepared.run_id, flush=True)
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     spark = local_spark("local[2]", driver_memory="1g")
     print("SPARK STARTED", flush=True)
@@ -403,7 +403,7 @@ def test_fruits_project_reads_a_run_in_a_bucket_and_publishes_into_a_bucket(spar
     import boto3
     import pyarrow.parquet as pq
 
-    from fruits.demo_data import CLASSES, generate_demo_training_images
+    from fruits.run.demo_data import CLASSES, generate_demo_training_images
     from fruits.params import RunParams
     from fruits.run import execute, prepare
     from fruits.run.projection import project_images

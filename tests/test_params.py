@@ -36,7 +36,7 @@ def test_from_namespace_ignores_notebook_only_settings():
 
 
 def test_session_params_default_to_the_spark_settings_and_name_a_bad_value():
-    from fruits import spark_settings
+    from fruits.spark import settings as spark_settings
     from fruits.params import SessionParams
 
     assert SessionParams().validate() == SessionParams(spark_settings.LOCAL_MASTER, spark_settings.DRIVER_MEMORY)

@@ -17,7 +17,7 @@ FEATURES_SCHEMA = StructType([
 @pytest.fixture(scope="module")
 def finished_run(spark, tmp_path_factory):
     """One run over 30 synthetic images, 2 broken files and a text file, with random weights."""
-    from fruits.demo_data import generate_demo_images
+    from fruits.run.demo_data import generate_demo_images
 
     root = tmp_path_factory.mktemp("run")
     images = generate_demo_images(root / "images", per_class=5, seed=2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits.preprocess import (
+from fruits.featurize.preprocess import (
     ImageDecodeError, decode_and_resize, load_rgb, scale_for_mobilenet,
 )
 

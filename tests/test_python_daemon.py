@@ -11,7 +11,7 @@ import zipimport
 
 import pytest
 
-from fruits import python_daemon
+from fruits.spark import python_daemon
 
 
 def test_java_archives_leave_the_path_and_the_importer_cache():
@@ -59,7 +59,7 @@ def test_sealed_importers_import_from_the_archive_and_keep_what_they_read(archiv
 
 @pytest.mark.spark
 def test_workers_of_a_library_session_run_without_java_archives_and_with_sealed_importers(spark):
-    assert spark.conf.get("spark.python.daemon.module") == "fruits.python_daemon"
+    assert spark.conf.get("spark.python.daemon.module") == "fruits.spark.python_daemon"
 
     def state(_):
         import importlib as lib

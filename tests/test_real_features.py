@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fruits import engines
-from fruits.featurize import featurize
+from fruits.featurize.step import featurize
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import read_images
 from tests.conftest import copy_slice

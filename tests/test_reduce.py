@@ -3,7 +3,7 @@ import pytest
 from pyspark.ml.feature import PCA, PCAModel
 
 from fruits.params import FEATURE_DIM
-from fruits.reduce import (VECTOR_COL, feature_moments, fit_pca, pca_model, principal_components, project,
+from fruits.analysis.pca import (VECTOR_COL, feature_moments, fit_pca, pca_model, principal_components, project,
                            smallest_k_for, with_vectors)
 
 
@@ -142,7 +142,7 @@ def test_too_few_rows_or_no_variance_is_refused(spark):
 
 def test_a_model_for_another_k_needs_no_second_fit(features_df):
     """The fit keeps every component: k=7 from a k=3 fit equals Spark ML's PCA(7), up to sign."""
-    from fruits.reduce import PcaResult
+    from fruits.analysis.pca import PcaResult
 
     result = fit_pca(features_df, k=3)
     assert result.components.shape == (FEATURE_DIM, FEATURE_DIM)

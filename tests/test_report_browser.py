@@ -125,7 +125,7 @@ def small_notebook(*, failed: bool = False, output_dir: str | None = None):
 
 
 def test_report_loads_nothing_from_outside_and_describes_every_figure(tmp_path):
-    from fruits.report.notebook_run import render_html
+    from fruits.run.notebook import render_html
 
     source = tmp_path / "executed.ipynb"
     nbformat.write(small_notebook(), source)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from fruits.run import steps as run_steps
-from fruits.demo_data import generate_demo_images
+from fruits.run.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
 from fruits.inputs.listing import UNLABELLED
 from fruits.params import RunParams
@@ -113,15 +113,15 @@ def test_failed_run_leaves_previous_results_intact(spark, first_run, monkeypatch
 
 INTERRUPTED_RUN = textwrap.dedent("""
     import sys, time
-    import fruits.udf
+    import fruits.featurize.batches
     from fruits.params import RunParams
     from fruits.run import execute, prepare
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     def stalled(*args, **kwargs):
         time.sleep(600)
 
-    fruits.udf.featurize_contents = stalled  # shipped by value with the UDF's closure
+    fruits.featurize.batches.featurize_contents = stalled  # shipped by value with the UDF's closure
     params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, mode="overwrite")
     execute(local_spark("local[2]", driver_memory="1g"), prepare(params))
 """)
@@ -153,12 +153,12 @@ def test_killed_run_leaves_previous_results_intact_and_is_cleaned_up_next_time(s
 
 WORKER_KILLED_ONCE = textwrap.dedent("""
     import json, os, sys
-    import fruits.udf
+    import fruits.featurize.batches
     from fruits.params import RunParams
     from fruits.run import execute, prepare
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
-    original = fruits.udf.featurize_contents
+    original = fruits.featurize.batches.featurize_contents
     marker = sys.argv[3]
 
     def dies_once(contents, predict, **kwargs):
@@ -167,7 +167,7 @@ WORKER_KILLED_ONCE = textwrap.dedent("""
             os._exit(1)  # the Python worker dies in the middle of a task
         return original(contents, predict, **kwargs)
 
-    fruits.udf.featurize_contents = dies_once
+    fruits.featurize.batches.featurize_contents = dies_once
     params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, partitions=6)
     result = execute(local_spark("local[2,3]", driver_memory="1g"), prepare(params))
     print(json.dumps(result.manifest["counts"]))

@@ -1,4 +1,4 @@
-"""One source for parameters (``fruits.params``) and one for Spark settings (``fruits.spark_settings``).
+"""One source for parameters (``fruits.params``) and one for Spark settings (``fruits.spark.settings``).
 
 Every copy is checked against its source: the notebooks' ``parameters`` cells (names,
 defaults, order, read the way papermill reads them), the cloud notebook's ``%%configure``
@@ -22,7 +22,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from fruits import cli, params, spark_settings
+from fruits import cli, params
+from fruits.spark import settings as spark_settings
 from fruits.params import LOCAL_NOTEBOOK_PARAMETERS, RunParams, read_parameter_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +158,7 @@ def test_the_cluster_and_the_livy_session_ask_for_the_same_executors_and_featuri
 
 
 def test_a_local_session_has_the_settings_and_the_defaults_of_the_one_source(spark):
-    from fruits.session import SPARK_SETTINGS, local_spark
+    from fruits.spark.session import SPARK_SETTINGS, local_spark
 
     for key, value in {**spark_settings.FEATURIZATION, **spark_settings.LIBRARY_SESSION}.items():
         assert spark.conf.get(key) == value, key

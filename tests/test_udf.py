@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from fruits.engines.stand_in import random_projection_predictor
-from fruits.udf import MAPPED_SCHEMA, featurize_contents, make_feature_mapper
+from fruits.featurize.batches import MAPPED_SCHEMA, featurize_contents, make_feature_mapper
 
 
 def jpeg(colour) -> bytes:
@@ -85,7 +85,7 @@ def test_worker_cache_keeps_the_three_predictors_used_last(monkeypatch):
     """Like pyspark's ModelCache: a 4th model evicts the least recently used, a hit refreshes an entry."""
     from collections import OrderedDict
 
-    from fruits import udf
+    from fruits.featurize import batches as udf
 
     monkeypatch.setattr(udf, "_PREDICTORS", OrderedDict())
     built = []
@@ -109,7 +109,7 @@ def test_worker_cache_keeps_the_three_predictors_used_last(monkeypatch):
 def test_partitions_come_in_whole_waves_of_about_1024_images():
     from types import SimpleNamespace
 
-    from fruits.featurize import choose_partitions
+    from fruits.featurize.step import choose_partitions
 
     def session(cores):
         return SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=cores))

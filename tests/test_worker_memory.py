@@ -132,7 +132,7 @@ def test_sizes_are_read_like_spark_reads_them():
 
 WORKER = textwrap.dedent("""
     import json, os, sys
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     settings, images, weights = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     spark = local_spark("local[2]", driver_memory="1g", conf={**settings, "spark.task.maxFailures": "1"})
@@ -143,7 +143,7 @@ WORKER = textwrap.dedent("""
 
     result = {"rlimits": sorted(set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(rlimit).collect()))}
     if images:
-        from fruits.featurize import featurize
+        from fruits.featurize.step import featurize
         from fruits.inputs.listing import check_input, list_files
         from fruits.inputs.reading import read_images
         from fruits import engines

@@ -3,9 +3,9 @@
 - The ``parameters`` cell of each notebook, from the parameter dataclasses of
   :mod:`fruits.params` (names, defaults and comments, in field order).
 - The ``%%configure -f`` cell of ``02-featurize-emr.py``, from
-  :func:`fruits.spark_settings.livy_session`.
+  :func:`fruits.spark.settings.livy_session`.
 - ``emr-config/configurations.json``'s ``spark-defaults`` and ``spark-env``, from
-  :func:`fruits.spark_settings.emr_classifications`; its other classifications (Livy,
+  :func:`fruits.spark.settings.emr_classifications`; its other classifications (Livy,
   JupyterHub) are edited in the file itself. It stays a plain JSON list, as
   ``aws emr create-cluster --configurations file://...`` wants.
 
@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fruits import params, spark_settings
+from fruits import params
+from fruits.spark import settings as spark_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ from fruits.cloud.registry import get_platform, platform_names
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.storage import location
 from fruits.storage.publish import new_run_id
-from fruits.report.notebook_run import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook,
+from fruits.run.notebook import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook,
                                         parse_value, render_html)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -296,7 +296,7 @@ def project_command_line(args) -> int:
     from fruits.storage.lease import OutputBusy
     from fruits.inputs.listing import InputError
     from fruits.run.projection import project_images
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
     from fruits.engines.weights import MissingWeightsError
 
     spark = local_spark(args.master, app_name="fruits-project")

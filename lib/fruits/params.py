@@ -13,7 +13,7 @@ import re
 import typing
 from typing import Any, Callable, Mapping, Sequence
 
-from fruits import spark_settings
+from fruits.spark import settings as spark_settings
 
 #: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
 FEATURE_DIM = 1280
@@ -242,7 +242,7 @@ class SessionParams:
     master : str
         Spark master: ``local[N]``, ``spark://HOST:PORT``, or ``yarn`` on a cluster node.
     driver_memory : str
-        Heap of the driver JVM (:data:`fruits.spark_settings.DRIVER_MEMORY` by default).
+        Heap of the driver JVM (:data:`fruits.spark.settings.DRIVER_MEMORY` by default).
     """
 
     master: str = _parameter(spark_settings.LOCAL_MASTER,

@@ -14,7 +14,7 @@ import sys
 import uuid
 from typing import Any, Callable
 
-from fruits.spark_settings import EXECUTOR
+from fruits.spark.settings import EXECUTOR
 
 
 def _per_worker_cap() -> str:
@@ -25,7 +25,7 @@ def _per_worker_cap() -> str:
 #: Marker of the line that carries the checks' results in the statement's output.
 MARKER = "FRUITS-DOCTOR "
 #: A small session: one core per executor and the notebook's Python worker cap (2432 MiB per
-#: worker, from fruits.spark_settings), so it fits beside a running notebook session instead of
+#: worker, from fruits.spark.settings), so it fits beside a running notebook session instead of
 #: inheriting 9.5 GiB per worker.
 SESSION = {"name": "fruits-doctor", "driverMemory": "2g", "executorMemory": EXECUTOR["spark.executor.memory"],
            "executorCores": 1, "numExecutors": 2,
@@ -120,7 +120,7 @@ def _engine_runs(spark) -> str:
     import numpy as np
 
     from fruits import engines
-    from fruits.udf import predictor_factory
+    from fruits.featurize.batches import predictor_factory
 
     onnx = engines.get("onnx")
     engine = onnx.prepare(onnx.resolve("random", allow_random=True), input_size=224)

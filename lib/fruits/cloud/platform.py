@@ -134,7 +134,7 @@ class SparkPlatform(abc.ABC):
             input/output from either the flags or a file.
         """
         from fruits import params
-        from fruits.report.notebook_run import parse_value
+        from fruits.run.notebook import parse_value
 
         groups = params.CLOUD_NOTEBOOK_PARAMETERS
         known = params.parameter_defaults(groups)

@@ -17,7 +17,7 @@ are resolved, what the driver prepares and what a worker builds (the contract is
 :class:`~fruits.engines.base.Engine`). The driver does the heavy, one-off work
 (loading weights, converting, quantizing; cached on disk by fingerprint); workers
 receive bytes or arrays through a broadcast and build a predictor once per Python
-worker (:mod:`fruits.udf`).
+worker (:mod:`fruits.featurize.batches`).
 
 The ``register`` lines at the bottom are the only list of engine names: parameter
 validation, the run, ``fruits project``, the benchmark and the workers all ask

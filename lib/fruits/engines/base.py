@@ -13,7 +13,7 @@ Every engine owns, in its own module:
     and only there.
 
 A predictor takes a ``uint8`` batch ``(n, size, size, 3)`` of RGB pixels (decoded
-and resized by :mod:`fruits.preprocess`, the same for every engine) and returns
+and resized by :mod:`fruits.featurize.preprocess`, the same for every engine) and returns
 ``float32`` features ``(n, 1280)``.
 """
 
@@ -48,7 +48,7 @@ class PreparedEngine:
     details: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def cache_key(self, threads: int) -> str:
-        """Identity of the predictor a worker builds (see :func:`fruits.udf.cached_predictor`)."""
+        """Identity of the predictor a worker builds (see :func:`fruits.featurize.batches.cached_predictor`)."""
         return f"{self.name}:{self.sha256}:{self.input_size}:{threads}"
 
 

@@ -166,7 +166,7 @@ def read_calibration(paths: Sequence[str], *, input_size: int,
     ValueError
         No image decodes, or the content no longer matches ``expected_sha256``.
     """
-    from fruits.preprocess import ImageDecodeError, decode_and_resize
+    from fruits.featurize.preprocess import ImageDecodeError, decode_and_resize
 
     digest, kept, pixels = hashlib.sha256(), [], []
     for path in paths:

@@ -11,7 +11,7 @@ import numpy as np
 
 from fruits.engines.base import Predict
 from fruits.params import FEATURE_DIM
-from fruits.preprocess import INPUT_SIZE, scale_for_mobilenet
+from fruits.featurize.preprocess import INPUT_SIZE, scale_for_mobilenet
 
 
 def random_projection_predictor(seed: int = 0, *, input_size: int = INPUT_SIZE) -> Predict:

@@ -8,7 +8,7 @@ Inside a notebook (local kernel, or Livy's REPL behind sparkmagic):
 
 After the notebook, on the machine that ran papermill:
 
-- :mod:`fruits.report.notebook_run`: execute a notebook with papermill, render it with nbconvert;
+- :mod:`fruits.run.notebook`: execute a notebook with papermill, render it with nbconvert;
 - :mod:`fruits.report.html`: the offline HTML page (alt texts, no network request);
 - :mod:`fruits.report.interactive`: the page's interactive PCA map.
 

@@ -95,7 +95,7 @@ def show_table(frame, *, empty: str = "(no rows)") -> None:
 def show_evaluation(manifest: Mapping[str, Any]) -> None:
     """Classifier scores, the k sweep and the confused pairs as tables (figures: :func:`evaluation_figure`,
     :func:`per_class_figure`, :func:`confusion_figure`)."""
-    from fruits.evaluate import sweep_frame
+    from fruits.analysis.evaluate import sweep_frame
 
     say = show_markdown
 
@@ -133,7 +133,7 @@ def show_evaluation(manifest: Mapping[str, Any]) -> None:
 def evaluation_figure(manifest: Mapping[str, Any]):
     """Accuracy and variance against k, or a figure saying that the run has no evaluation."""
     from fruits.report import plots
-    from fruits.evaluate import sweep_frame
+    from fruits.analysis.evaluate import sweep_frame
 
     evaluation = manifest.get("evaluation")
     if not evaluation:

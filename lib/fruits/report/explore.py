@@ -59,7 +59,7 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
     """
     import fsspec
 
-    from fruits.preprocess import ImageDecodeError, load_rgb
+    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
 
     rng = random.Random(seed)
     by_label: dict[str, list] = {}
@@ -96,7 +96,7 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from fruits.preprocess import ImageDecodeError, load_rgb
+    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
     from fruits.storage import location
 
     def read(path: str):
@@ -224,7 +224,7 @@ def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from fruits.reduce import PCA_VECTOR_COL
+    from fruits.analysis.pca import PCA_VECTOR_COL
 
     model = LogisticRegressionModel.load(layout.classifier)
     index = {label: float(position) for position, label in enumerate(evaluation["labels"])}

@@ -1,6 +1,6 @@
 """Turn an executed notebook into the HTML report a reviewer opens: offline, described, complete.
 
-:func:`fruits.report.notebook_run.render_html` calls :func:`render` after papermill, on the machine
+:func:`fruits.run.notebook.render_html` calls :func:`render` after papermill, on the machine
 that ran the notebook (``fruits run``, ``fruits run --livy``, an EMR step). It
 
 - renders with nbconvert's ``lab`` template minus everything that loads from the

@@ -2,7 +2,7 @@
 
 Livy returns nothing but text and PNG, so nothing interactive can come from the cloud
 notebook's kernel. This map is built when the report is rendered
-(:func:`fruits.report.notebook_run.render_html`, on the machine that ran papermill), from the run's
+(:func:`fruits.run.notebook.render_html`, on the machine that ran papermill), from the run's
 written outputs (a local folder or ``s3://`` through fsspec): no Spark session, a
 bounded sample of points, and plotly's JavaScript inlined so the report makes no
 request. Hovering a point shows its image, label and path; clicking a class in the

@@ -9,7 +9,7 @@ magic, so both notebooks share their cells.
 Every figure carries a sentence for readers who cannot see it (``figure.alt``). Livy
 returns nothing but the PNG, so the sentence travels inside it: a report figure writes
 it into the PNG's ``Description`` text chunk whenever it is saved as PNG, and
-:func:`fruits.report.notebook_run.render_html` turns that chunk into the ``<img>``'s alt text.
+:func:`fruits.run.notebook.render_html` turns that chunk into the ``<img>``'s alt text.
 
 The figures are meant to stay readable from 3 to 120+ classes: class counts as sorted
 horizontal bars in columns, class names on the PCA map's centroids instead of a legend,

@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 
 from fruits.inputs.reading import spark_can_access
-from fruits.progress import spark_progress
-from fruits.reduce import PcaResult
+from fruits.run.progress import spark_progress
+from fruits.analysis.pca import PcaResult
 from fruits.run import steps
 from fruits.run.manifest import build_manifest, write_json
 from fruits.run.plan import PreparedRun
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 from fruits.storage.staged import staged_run
-from fruits.timing import StageTimer
+from fruits.run.timing import StageTimer
 
 #: What an incremental run reads back from the previous run.
 _PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")
@@ -50,7 +50,7 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     Parameters
     ----------
     spark : pyspark.sql.SparkSession
-        A local session (:func:`fruits.session.local_spark`) or the one EMR provides.
+        A local session (:func:`fruits.spark.session.local_spark`) or the one EMR provides.
     prepared : PreparedRun
         From :func:`fruits.run.prepare`.
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for annotations only: the run package imports this module
     from fruits.engines import PreparedEngine
     from fruits.inputs.inventory import Increment
-    from fruits.reduce import PcaResult
+    from fruits.analysis.pca import PcaResult
     from fruits.run.plan import PreparedRun
-    from fruits.timing import StageTimer
+    from fruits.run.timing import StageTimer
 
 #: Packages whose versions decide the features; recorded in every manifest.
 TRACKED_PACKAGES = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from fruits import config
-from fruits.demo_data import generate_demo_images, generate_demo_training_images
+from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits import engines
 from fruits.engines import PreparedEngine
 from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout

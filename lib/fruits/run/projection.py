@@ -10,7 +10,7 @@ features of different weights would silently give meaningless coordinates.
 from __future__ import annotations
 
 from fruits import engines
-from fruits.featurize import choose_partitions, featurize_and_split
+from fruits.featurize.step import choose_partitions, featurize_and_split
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import read_images, spark_can_access
 from fruits.run.manifest import read_json, utc_now, write_json
@@ -59,7 +59,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from fruits.reduce import PCA_VECTOR_COL, project
+    from fruits.analysis.pca import PCA_VECTOR_COL, project
 
     try:
         run = OutputLayout(current_run(run_dir.rstrip("/")))

@@ -15,7 +15,7 @@ from fruits import config
 from fruits.cloud.emr.aws import check_bucket
 from fruits.cloud.emr.templates import emr_config_dir
 from fruits.cloud.emr.users import check_user
-from fruits.report.notebook_run import CLOUD_NOTEBOOK
+from fruits.run.notebook import CLOUD_NOTEBOOK
 
 #: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
 JUPYTER_PREFIX = "jupyter/jovyan"

@@ -7,7 +7,7 @@ import shlex
 from typing import Any, Mapping
 
 from fruits.cloud.emr.aws import check_bucket
-from fruits.report.notebook_run import CLOUD_NOTEBOOK
+from fruits.run.notebook import CLOUD_NOTEBOOK
 
 
 def notebook_step_request(*, cluster_id: str, bucket: str, prefix: str, input_path: str, output: str,

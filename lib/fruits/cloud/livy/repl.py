@@ -201,7 +201,7 @@ def build_spark(body: dict[str, Any], master: str):
     """The session's ``SparkSession``: the double's master, the body's settings, the project's defaults."""
     from pyspark.sql import SparkSession
 
-    from fruits.session import SPARK_SETTINGS, driver_settings
+    from fruits.spark.session import SPARK_SETTINGS, driver_settings
 
     builder = SparkSession.builder.master(master)
     requested = spark_settings(body)

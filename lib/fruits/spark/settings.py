@@ -3,7 +3,7 @@
 Settings that must agree wherever the pipeline runs (kedro keeps them in one
 ``conf/base/spark.yml``) are written once, here, and every copy is derived:
 
-- sessions this library builds (:func:`fruits.session.local_spark`: the local notebook,
+- sessions this library builds (:func:`fruits.spark.session.local_spark`: the local notebook,
   ``fruits run``, ``fruits project``, the Livy double's drivers) use
   :func:`library_session` and :data:`DRIVER_MEMORY`;
 - ``emr-config/configurations.json`` (a plain EMR configuration list, read by
@@ -42,10 +42,10 @@ LIBRARY_SESSION = {
 
 #: Sessions this library configures (its own and the notebook's Livy session; not the
 #: cluster's defaults, which other jobs share) start their Python workers from
-#: :mod:`fruits.python_daemon`: PySpark's daemon without Spark's jar on the workers'
+#: :mod:`fruits.spark.python_daemon`: PySpark's daemon without Spark's jar on the workers'
 #: import path, which cost every task 0.10-0.14 s of a worker's CPU. It needs ``fruits``
 #: importable by the workers' interpreter, as every featurization already does.
-PYTHON_WORKERS = {"spark.python.daemon.module": "fruits.python_daemon"}
+PYTHON_WORKERS = {"spark.python.daemon.module": "fruits.spark.python_daemon"}
 
 #: The master of a session built here unless told otherwise: this machine, two cores.
 LOCAL_MASTER = "local[2]"
@@ -80,7 +80,7 @@ _LIVY_FIELDS = {"spark.executor.memory": "executorMemory", "spark.executor.cores
 
 
 def library_session() -> dict[str, str]:
-    """Settings of every session :func:`fruits.session.local_spark` builds.
+    """Settings of every session :func:`fruits.spark.session.local_spark` builds.
 
     Examples
     --------

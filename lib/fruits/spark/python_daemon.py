@@ -20,7 +20,7 @@ imported pandas and PyArrow (0.26 s, measured) before its first task; imported o
 here, before the forks, they come with every worker for nothing.
 
 Spark starts this module instead of ``pyspark.daemon`` when a session sets
-``spark.python.daemon.module`` (:data:`fruits.spark_settings.PYTHON_WORKERS`). Once, before
+``spark.python.daemon.module`` (:data:`fruits.spark.settings.PYTHON_WORKERS`). Once, before
 the daemon forks any worker, it removes the ``.jar`` entries from the path, seals the
 zip importers and imports :data:`PRELOADED`; then it runs PySpark's own daemon
 unchanged, and every worker it forks inherits all three. Nothing may be printed here:

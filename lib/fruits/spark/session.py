@@ -23,9 +23,10 @@ import xml.etree.ElementTree as ElementTree
 from typing import Mapping, MutableMapping
 from urllib.parse import urlsplit
 
-from fruits import jvm_archive, spark_settings
+from fruits.spark import jvm_archive
+from fruits.spark import settings as spark_settings
 
-#: Settings of every session built here, from :mod:`fruits.spark_settings` (EMR's
+#: Settings of every session built here, from :mod:`fruits.spark.settings` (EMR's
 #: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
 SPARK_SETTINGS = spark_settings.library_session()
 
@@ -286,7 +287,7 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
         Name shown in the Spark UI.
     driver_memory : str
         Heap of the driver JVM (driver and executors share it in local mode); default
-        :data:`fruits.spark_settings.DRIVER_MEMORY`.
+        :data:`fruits.spark.settings.DRIVER_MEMORY`.
     conf : mapping, optional
         Further Spark settings; they win over the project's. For example
         ``{"spark.executor.pyspark.memory": "2g"}`` caps each Python worker's address
@@ -304,7 +305,7 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
     ------
     ValueError
         A bad master, wait or unreachable master host, before any JVM starts.
-    fruits.cluster_check.ExecutorsUnavailable
+    fruits.spark.executors.ExecutorsUnavailable
         No executor ran a task within the wait; the session is stopped and the
         message names the driver address executors were told to call.
     """
@@ -334,7 +335,7 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
                            f"stop it (spark.stop()) before starting one on {master}")
     spark.sparkContext.setLogLevel("ERROR")
     if wait is not None:
-        from fruits.cluster_check import wait_for_executors
+        from fruits.spark.executors import wait_for_executors
 
         wait_for_executors(spark, timeout=wait)
     return spark

@@ -13,7 +13,7 @@ Each k of the sweep projects with the leading k principal components of the scor
 images. They come from one decomposition, not from a Spark ML ``PCA(k).fit`` per k
 (a pass over the data and a JVM SVD each: about 400 s of a 601 s run on the full
 Test split): the run's own components when the scored images are the run's images,
-otherwise one pass over the scored images (:func:`fruits.reduce.decompose`).
+otherwise one pass over the scored images (:func:`fruits.analysis.pca.decompose`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fruits.params import FEATURE_DIM
-from fruits.reduce import PCA_VECTOR_COL, VECTOR_COL, decompose, pca_model, with_vectors
+from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, decompose, pca_model, with_vectors
 
 #: Component counts compared in the report (plus the run's k and the full 1280 features).
 K_SWEEP = (10, 20, 50, 100, 200)

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from fruits.engines import PreparedEngine
-from fruits.udf import MAPPED_SCHEMA, make_feature_mapper, predictor_factory
+from fruits.featurize.batches import MAPPED_SCHEMA, make_feature_mapper, predictor_factory
 
 #: Images per Spark partition, about, when the run does not fix the partition count. Every
 #: task costs fixed work however few images it holds (measured on the Test split, onnx-int8,
@@ -51,7 +51,7 @@ def spread_over(images_df, partitions: int):
 
 def featurize(images_df, engine: PreparedEngine, *, batch_size: int, threads_per_task: int,
               partitions: int | None):
-    """Featurize ``path``/``label`` rows: add ``features`` and ``error`` (:func:`fruits.udf.make_feature_mapper`).
+    """Featurize ``path``/``label`` rows: add ``features`` and ``error`` (:func:`fruits.featurize.batches.make_feature_mapper`).
 
     Parameters
     ----------
