@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import moto_server
+from tests.emr_network import prepared_subnet
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def all_strings(value):
 
 def test_create_cluster_dry_run_prints_a_complete_least_privilege_request():
     result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "fruits-key", "--spot-task",
-                    "--dry-run")
+                    "--subnet-id", "subnet-1", "--dry-run")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["operation"] == "emr.run_job_flow"
@@ -154,7 +155,7 @@ def test_upload_writes_the_expected_keys(moto):
 
 
 def test_create_status_terminate_against_moto(moto):
-    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "k")
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "k", "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     cluster_id = created.stdout.split()[1]
     status = fruits("emr", "status", "--cluster-id", cluster_id)
@@ -224,3 +225,31 @@ def test_unreachable_bucket_is_a_clear_error_before_spark(moto, tmp_path):
                     "-p", "weights", "random", "--quiet")
     assert result.returncode == 1
     assert "InputError: input_path 's3://no-such-bucket-here/images'" in result.stderr
+
+
+def test_create_cluster_refuses_to_launch_without_a_subnet_setup_tagged(moto):
+    """Issue 24, finding 1: AmazonEMRServicePolicy_v2 launches only into a tagged subnet."""
+    import boto3
+
+    for dry in ([], ["--dry-run"]):
+        missing = fruits("emr", "create-cluster", "--bucket", BUCKET, *dry)
+        assert missing.returncode == 2, missing.stdout
+        assert "--subnet-id" in missing.stderr and "fruits emr setup" in missing.stderr
+        assert "for-use-with-amazon-emr-managed-policies=true" in missing.stderr
+
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    untagged = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
+    clusters_before = boto3.client("emr").list_clusters()["Clusters"]
+    refused = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", untagged)
+    assert refused.returncode == 2
+    assert f"subnet {untagged} is not tagged" in refused.stderr
+    assert f"fruits emr setup --bucket BUCKET --subnet-id {untagged}" in refused.stderr
+    assert boto3.client("emr").list_clusters()["Clusters"] == clusters_before, "nothing launched"
+
+    subnet = prepared_subnet("10.51.0.0/16")
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", subnet)
+    assert created.returncode == 0, created.stderr[-2000:]
+    cluster_id = created.stdout.split()[1]
+    attributes = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Ec2InstanceAttributes"]
+    assert attributes["Ec2SubnetId"] == subnet

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fruits.cloud.emr import access as emr_access
+from tests.emr_network import prepared_subnet
 from tests.test_emr_setup import moto_server, reset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +120,8 @@ def test_ssh_group_on_moto_holds_one_rule_and_follows_the_address(moto):
 
     reset(moto)
     ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+    subnet = prepared_subnet("10.30.0.0/16")
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
 
     def group_rules():
         (group,) = ec2.describe_security_groups(Filters=[{"Name": "group-name",
@@ -154,7 +155,7 @@ def test_tunnel_defaults_to_ssm_port_forwarding_to_the_primary_instance(moto):
     import boto3
 
     reset(moto)
-    created = fruits("emr", "create-cluster", "--bucket", BUCKET)
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-3000:]
     cluster_id = created.stdout.split()[1]
     (primary,) = boto3.client("emr").list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"]

@@ -209,7 +209,7 @@ def test_caller_policy_passes_exactly_the_two_project_roles():
 
 
 def test_cluster_request_uses_the_setup_roles_and_the_managed_policy_tag():
-    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--dry-run")
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1", "--dry-run")
     assert result.returncode == 0, result.stderr
     request = json.loads(result.stdout)["request"]
     assert request["JobFlowRole"] == emr_iam.INSTANCE_ROLE

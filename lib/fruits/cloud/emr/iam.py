@@ -219,8 +219,13 @@ def plan(*, bucket: str, prefix: str = "fruits", account: str, iam=None, ec2=Non
     inline(SERVICE_ROLE, PASS_ROLE_POLICY_NAME, docs["iam-service-pass-instance-role"])
 
     if subnet_id:
-        steps.append(_tag_network_step(subnet_id, ec2))
+        steps += network_steps(subnet_id, ec2)
     return steps
+
+
+def network_steps(subnet_id: str, ec2) -> list[Step]:
+    """What ``--subnet-id`` adds: the subnet a cluster may launch in (:mod:`fruits.cloud.emr.network`)."""
+    return [_tag_network_step(subnet_id, ec2)]
 
 
 def _tag_network_step(subnet_id: str, ec2) -> Step:

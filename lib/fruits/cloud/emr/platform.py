@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from fruits import __version__
-from fruits.cloud.emr import access, account, cluster, deploy, steps, users
+from fruits.cloud.emr import access, account, cluster, deploy, network, steps, users
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.platform import SparkPlatform, show_request
 
@@ -47,7 +47,9 @@ class EmrPlatform(SparkPlatform):
             sub.add_argument("--bucket", required=True, help="bucket name (not a URI)")
             sub.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
         create.add_argument("--key-name", help="EC2 key pair, only for opt-in SSH (--ssh-from)")
-        create.add_argument("--subnet-id", help="subnet to launch in (a private subnet with SSM is best)")
+        create.add_argument("--subnet-id",
+                            help="required: the subnet to launch in, tagged by `fruits emr setup --subnet-id` "
+                                 "(a private subnet with SSM is best)")
         create.add_argument("--spot-task", action="store_true", help="buy the task node on the spot market")
         create.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle seconds")
         create.add_argument("--ssh-from", metavar="CIDR",
@@ -92,6 +94,7 @@ class EmrPlatform(SparkPlatform):
     def create_cluster(self, args) -> int:
         names = account.named_users(args)
         check_bucket(args.bucket)
+        network.check_subnet_id(args.subnet_id)  # before anything is printed or created
         users_steps = [users.users_step(bucket=args.bucket, prefix=args.prefix, region=users.region_name(),
                                         users=names)] if names else None
         ssh_cidr = ssh_group = None
@@ -112,13 +115,15 @@ class EmrPlatform(SparkPlatform):
             else:
                 show_request("emr.run_job_flow", request)
             return 0
+        ec2 = client("ec2")
+        request["Instances"].update(network.launch_network(ec2, args.subnet_id).instance_attributes())
         if names:  # before the cluster: its step reads them, in the region they are created in
             secrets_client = client("secretsmanager")
             users.ensure_secrets(secrets_client, bucket=args.bucket, users=names)
             request["Steps"] = [users.users_step(bucket=args.bucket, prefix=args.prefix,
                                                  region=secrets_client.meta.region_name, users=names)]
         if ssh_cidr:
-            group_id = access.ensure_ssh_group(client("ec2"), subnet_id=args.subnet_id, cidr=ssh_cidr)
+            group_id = access.ensure_ssh_group(ec2, subnet_id=args.subnet_id, cidr=ssh_cidr)
             request["Instances"]["AdditionalMasterSecurityGroups"] = [group_id]
         cluster_id = client("emr").run_job_flow(**request)["JobFlowId"]
         print(f"cluster {cluster_id} starting; it terminates itself after {args.idle_timeout} s idle.")
@@ -129,10 +134,6 @@ class EmrPlatform(SparkPlatform):
         if names:
             print(f"JupyterHub logins: {', '.join(names)} (jovyan is locked); each password: "
                   f"fruits emr users --bucket {args.bucket} --show NAME")
-        if not args.subnet_id:
-            print("note: no --subnet-id, so EMR picks a default-VPC subnet; AmazonEMRServicePolicy_v2 launches "
-                  "only into a subnet and VPC tagged for-use-with-amazon-emr-managed-policies=true "
-                  "(fruits emr setup --subnet-id tags them)")
         return 0
 
     def run_notebook(self, args) -> int:
