@@ -107,6 +107,7 @@ class EmrPlatform(SparkPlatform):
             key_name=args.key_name, subnet_id=args.subnet_id, spot_task=args.spot_task,
             idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None,
             steps=users_steps)
+        request["Instances"].update({"Ec2SubnetId": args.subnet_id, **network.group_placeholders(args.subnet_id)})
         if args.dry_run:
             if ssh_cidr or names:  # several calls: one JSON list of {"operation", "request"}
                 ssh = access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr) if ssh_cidr else []
@@ -116,6 +117,8 @@ class EmrPlatform(SparkPlatform):
                 show_request("emr.run_job_flow", request)
             return 0
         ec2 = client("ec2")
+        for key in network.GROUPS:  # the placeholders shown by --dry-run
+            request["Instances"].pop(key, None)
         request["Instances"].update(network.launch_network(ec2, args.subnet_id).instance_attributes())
         if names:  # before the cluster: its step reads them, in the region they are created in
             secrets_client = client("secretsmanager")
