@@ -283,3 +283,19 @@ def test_create_cluster_dry_run_names_the_project_groups():
     assert instances["Ec2SubnetId"] == "subnet-1"
     assert instances["EmrManagedMasterSecurityGroup"] == "<GroupId of fruits-emr-primary in the VPC of subnet-1>"
     assert instances["EmrManagedSlaveSecurityGroup"] == "<GroupId of fruits-emr-core in the VPC of subnet-1>"
+
+
+def test_the_caller_may_give_new_clusters_their_auto_termination_policy():
+    """Issue 24, finding 6: every run_job_flow request carries an AutoTerminationPolicy, which EMR
+    authorizes as elasticmapreduce:PutAutoTerminationPolicy on the new cluster
+    (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-auto-termination-policy.html)."""
+    from tests.iam_policy import allowing
+
+    caller = emr_iam.caller_policy(bucket=BUCKET, account=MOTO_ACCOUNT)
+    new_cluster = f"arn:aws:elasticmapreduce:eu-west-3:{MOTO_ACCOUNT}:cluster/j-NEW"
+    (statement,) = allowing(caller, "elasticmapreduce:PutAutoTerminationPolicy", new_cluster)
+    assert statement["Resource"] == f"arn:aws:elasticmapreduce:*:{MOTO_ACCOUNT}:cluster/*"
+    assert not allowing(caller, "elasticmapreduce:RemoveAutoTerminationPolicy", new_cluster)
+    request = json.loads(fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1",
+                                "--dry-run").stdout)["request"]
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
