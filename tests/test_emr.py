@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -253,3 +254,20 @@ def test_create_cluster_refuses_to_launch_without_a_subnet_setup_tagged(moto):
     cluster_id = created.stdout.split()[1]
     attributes = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Ec2InstanceAttributes"]
     assert attributes["Ec2SubnetId"] == subnet
+
+
+@pytest.mark.parametrize("idle", [None, "7200"])
+def test_livy_ends_a_forgotten_session_within_the_idle_timeout(idle):
+    """Issue 24, finding 5: an open Livy session is an active YARN application, so EMR never counts
+    the cluster idle while it lasts; Livy's session timeout must not outlast the idle timeout."""
+    options = ["--idle-timeout", idle] if idle else []
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1", *options, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    request = json.loads(result.stdout)["request"]
+    livy = next(c for c in request["Configurations"] if c["Classification"] == "livy-conf")["Properties"]
+    timeout = livy["livy.server.session.timeout"]
+    units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+    number, unit = re.fullmatch(r"(\d+)([a-z]+)", timeout).groups()
+    assert int(number) * units[unit] <= request["AutoTerminationPolicy"]["IdleTimeout"] == int(idle or 3600)
+    assert livy["livy.server.session.timeout-check"] == "true"
+    assert livy["livy.server.session.timeout-check.skip-busy"] == "true", "a running cell is never ended"
