@@ -271,3 +271,72 @@ def test_livy_ends_a_forgotten_session_within_the_idle_timeout(idle):
     assert int(number) * units[unit] <= request["AutoTerminationPolicy"]["IdleTimeout"] == int(idle or 3600)
     assert livy["livy.server.session.timeout-check"] == "true"
     assert livy["livy.server.session.timeout-check.skip-busy"] == "true", "a running cell is never ended"
+
+
+def _fake_node(tmp_path: Path, *, primary: bool, agent_installed: bool, agent_starts: bool = True) -> dict:
+    """The node programs install-fruits.sh calls, faked on PATH; each call is logged, one line each.
+
+    The fakes follow the real programs' contracts where the script depends on them: ``rpm -q``
+    exits 0 only for an installed package, ``dnf install`` installs it, ``systemctl enable --now``
+    enables and starts a unit, ``systemctl is-active --quiet`` exits 0 only while it runs.
+    """
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir(parents=True)
+    state.mkdir()
+    log = tmp_path / "calls.log"
+    if agent_installed:
+        (state / "installed").touch()
+    scripts = {
+        "sudo": 'exec "$@"',
+        "rpm": f'echo "rpm $*" >> {log}; [[ -f {state}/installed ]]',
+        "dnf": f'echo "dnf $*" >> {log}; touch {state}/installed',
+        "yum": f'echo "yum $*" >> {log}; touch {state}/installed',
+        "systemctl": (f'echo "systemctl $*" >> {log}\n'
+                      f'case "$1" in enable) [[ -f {state}/installed ]] && '
+                      + (f'touch {state}/running' if agent_starts else 'true') + ' ;;\n'
+                      f'is-active) [[ -f {state}/running ]] ;; esac'),
+        "aws": f'echo "aws $*" >> {log}; touch "${{@: -1}}"',
+        "python": (f'echo "python $*" >> {log}\n'
+                   'case "$1" in --version) echo "Python 3.11.9" ;; -c) echo /tmp/sparkmagic ;; esac'),
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(0o755)
+    info = tmp_path / "instance.json"
+    info.write_text(json.dumps({"isMaster": primary}))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FRUITS_PYTHON": str(bin_dir / "python"),
+           "FRUITS_BOOTSTRAP_DIR": str(tmp_path / "work"), "FRUITS_INSTANCE_INFO": str(info), "HOME": str(tmp_path)}
+    return {"env": env, "log": log, "state": state}
+
+
+def _bootstrap(node: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "bootstrap" / "install-fruits.sh"), f"s3://{BUCKET}/fruits/dist",
+                           "fruits_emr-0.1.0-py3-none-any.whl"], env=node["env"], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_bootstrap_installs_and_starts_the_ssm_agent_on_the_primary_node(tmp_path):
+    """Issue 24, finding 7: `fruits tunnel` needs the SSM Agent running on the primary node."""
+    node = _fake_node(tmp_path / "primary", primary=True, agent_installed=False)
+    first = _bootstrap(node)
+    assert first.returncode == 0, first.stdout + first.stderr
+    calls = node["log"].read_text().splitlines()
+    assert "dnf install -y -q amazon-ssm-agent" in calls
+    assert calls.index("dnf install -y -q amazon-ssm-agent") < calls.index("systemctl enable --now amazon-ssm-agent")
+    assert "SSM Agent running" in first.stdout
+
+    node["log"].write_text("")
+    again = _bootstrap(node)  # idempotent: installed and running, and the wheel marker is there
+    assert again.returncode == 0, again.stdout + again.stderr
+    calls = node["log"].read_text().splitlines()
+    assert not [c for c in calls if c.startswith(("dnf", "yum"))]
+    assert "systemctl enable --now amazon-ssm-agent" in calls and "already installed" in again.stdout
+
+    core = _fake_node(tmp_path / "core", primary=False, agent_installed=False)
+    assert _bootstrap(core).returncode == 0
+    assert not [c for c in core["log"].read_text().splitlines() if "ssm" in c], "the tunnel reaches the primary only"
+
+    dead = _fake_node(tmp_path / "dead", primary=True, agent_installed=True, agent_starts=False)
+    failed = _bootstrap(dead)
+    assert failed.returncode != 0 and "SSM Agent is not running" in failed.stdout
