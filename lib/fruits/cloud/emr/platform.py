@@ -51,7 +51,10 @@ class EmrPlatform(SparkPlatform):
                             help="required: the subnet to launch in, tagged by `fruits emr setup --subnet-id` "
                                  "(a private subnet with SSM is best)")
         create.add_argument("--spot-task", action="store_true", help="buy the task node on the spot market")
-        create.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle seconds")
+        create.add_argument("--idle-timeout", type=int, default=3600,
+                            help="auto-terminate after this many idle seconds (default 3600); Livy ends a notebook "
+                                 "session after as long without a statement, so a forgotten cluster ends within "
+                                 "about twice this")
         create.add_argument("--ssh-from", metavar="CIDR",
                             help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at "
                                  "most a /24); needs --key-name and --subnet-id. Default: no inbound rule, use "
