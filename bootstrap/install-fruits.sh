@@ -26,10 +26,39 @@ marker="$work/installed-$wheel"
 
 log() { printf '%s fruits-bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 
+instance_info="${FRUITS_INSTANCE_INFO:-/mnt/var/lib/info/instance.json}"
+
 is_primary() {
     # EMR writes the node's role here; only the primary node runs notebooks and papermill.
-    grep -Eq '"isMaster"[[:space:]]*:[[:space:]]*true' /mnt/var/lib/info/instance.json 2>/dev/null
+    grep -Eq '"isMaster"[[:space:]]*:[[:space:]]*true' "$instance_info" 2>/dev/null
 }
+
+ensure_ssm_agent() {
+    # `fruits tunnel --cluster-id` (the default way in, no open port) is a Session Manager port
+    # forward to the primary node, which needs the SSM Agent installed and running there. No AWS
+    # page found says that EMR 7's Amazon Linux 2023 images ship it running (AL2023's minimal
+    # AMI lacks it), so make sure: install the package from the distribution's repository if
+    # missing, enable and start the service, and fail the node, with the reason in this log,
+    # if it is still not running. Idempotent: an installed, running agent is left as it is.
+    if ! rpm -q amazon-ssm-agent >/dev/null 2>&1; then
+        log "SSM Agent not installed: installing amazon-ssm-agent"
+        if command -v dnf >/dev/null 2>&1; then
+            sudo dnf install -y -q amazon-ssm-agent
+        else
+            sudo yum install -y -q amazon-ssm-agent
+        fi
+    fi
+    sudo systemctl enable --now amazon-ssm-agent
+    if ! systemctl is-active --quiet amazon-ssm-agent; then
+        log "SSM Agent is not running after systemctl enable --now amazon-ssm-agent; fruits tunnel needs it"
+        exit 1
+    fi
+    log "SSM Agent running (fruits tunnel can port-forward to this node)"
+}
+
+if is_primary; then
+    ensure_ssm_agent  # also on a re-run: the agent may have been stopped since
+fi
 
 mkdir -p "$work"
 if [[ -f "$marker" ]]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import moto_server
+from tests.emr_network import prepared_subnet
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ def all_strings(value):
 
 def test_create_cluster_dry_run_prints_a_complete_least_privilege_request():
     result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "fruits-key", "--spot-task",
-                    "--dry-run")
+                    "--subnet-id", "subnet-1", "--dry-run")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["operation"] == "emr.run_job_flow"
@@ -154,7 +156,7 @@ def test_upload_writes_the_expected_keys(moto):
 
 
 def test_create_status_terminate_against_moto(moto):
-    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "k")
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--key-name", "k", "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     cluster_id = created.stdout.split()[1]
     status = fruits("emr", "status", "--cluster-id", cluster_id)
@@ -224,3 +226,117 @@ def test_unreachable_bucket_is_a_clear_error_before_spark(moto, tmp_path):
                     "-p", "weights", "random", "--quiet")
     assert result.returncode == 1
     assert "InputError: input_path 's3://no-such-bucket-here/images'" in result.stderr
+
+
+def test_create_cluster_refuses_to_launch_without_a_subnet_setup_tagged(moto):
+    """Issue 24, finding 1: AmazonEMRServicePolicy_v2 launches only into a tagged subnet."""
+    import boto3
+
+    for dry in ([], ["--dry-run"]):
+        missing = fruits("emr", "create-cluster", "--bucket", BUCKET, *dry)
+        assert missing.returncode == 2, missing.stdout
+        assert "--subnet-id" in missing.stderr and "fruits emr setup" in missing.stderr
+        assert "for-use-with-amazon-emr-managed-policies=true" in missing.stderr
+
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    untagged = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
+    clusters_before = boto3.client("emr").list_clusters()["Clusters"]
+    refused = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", untagged)
+    assert refused.returncode == 2
+    assert f"subnet {untagged} is not tagged" in refused.stderr
+    assert f"fruits emr setup --bucket BUCKET --subnet-id {untagged}" in refused.stderr
+    assert boto3.client("emr").list_clusters()["Clusters"] == clusters_before, "nothing launched"
+
+    subnet = prepared_subnet("10.51.0.0/16")
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", subnet)
+    assert created.returncode == 0, created.stderr[-2000:]
+    cluster_id = created.stdout.split()[1]
+    attributes = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Ec2InstanceAttributes"]
+    assert attributes["Ec2SubnetId"] == subnet
+
+
+@pytest.mark.parametrize("idle", [None, "7200"])
+def test_livy_ends_a_forgotten_session_within_the_idle_timeout(idle):
+    """Issue 24, finding 5: an open Livy session is an active YARN application, so EMR never counts
+    the cluster idle while it lasts; Livy's session timeout must not outlast the idle timeout."""
+    options = ["--idle-timeout", idle] if idle else []
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1", *options, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    request = json.loads(result.stdout)["request"]
+    livy = next(c for c in request["Configurations"] if c["Classification"] == "livy-conf")["Properties"]
+    timeout = livy["livy.server.session.timeout"]
+    units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+    number, unit = re.fullmatch(r"(\d+)([a-z]+)", timeout).groups()
+    assert int(number) * units[unit] <= request["AutoTerminationPolicy"]["IdleTimeout"] == int(idle or 3600)
+    assert livy["livy.server.session.timeout-check"] == "true"
+    assert livy["livy.server.session.timeout-check.skip-busy"] == "true", "a running cell is never ended"
+
+
+def _fake_node(tmp_path: Path, *, primary: bool, agent_installed: bool, agent_starts: bool = True) -> dict:
+    """The node programs install-fruits.sh calls, faked on PATH; each call is logged, one line each.
+
+    The fakes follow the real programs' contracts where the script depends on them: ``rpm -q``
+    exits 0 only for an installed package, ``dnf install`` installs it, ``systemctl enable --now``
+    enables and starts a unit, ``systemctl is-active --quiet`` exits 0 only while it runs.
+    """
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir(parents=True)
+    state.mkdir()
+    log = tmp_path / "calls.log"
+    if agent_installed:
+        (state / "installed").touch()
+    scripts = {
+        "sudo": 'exec "$@"',
+        "rpm": f'echo "rpm $*" >> {log}; [[ -f {state}/installed ]]',
+        "dnf": f'echo "dnf $*" >> {log}; touch {state}/installed',
+        "yum": f'echo "yum $*" >> {log}; touch {state}/installed',
+        "systemctl": (f'echo "systemctl $*" >> {log}\n'
+                      f'case "$1" in enable) [[ -f {state}/installed ]] && '
+                      + (f'touch {state}/running' if agent_starts else 'true') + ' ;;\n'
+                      f'is-active) [[ -f {state}/running ]] ;; esac'),
+        "aws": f'echo "aws $*" >> {log}; touch "${{@: -1}}"',
+        "python": (f'echo "python $*" >> {log}\n'
+                   'case "$1" in --version) echo "Python 3.11.9" ;; -c) echo /tmp/sparkmagic ;; esac'),
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(0o755)
+    info = tmp_path / "instance.json"
+    info.write_text(json.dumps({"isMaster": primary}))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FRUITS_PYTHON": str(bin_dir / "python"),
+           "FRUITS_BOOTSTRAP_DIR": str(tmp_path / "work"), "FRUITS_INSTANCE_INFO": str(info), "HOME": str(tmp_path)}
+    return {"env": env, "log": log, "state": state}
+
+
+def _bootstrap(node: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "bootstrap" / "install-fruits.sh"), f"s3://{BUCKET}/fruits/dist",
+                           "fruits_emr-0.1.0-py3-none-any.whl"], env=node["env"], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_bootstrap_installs_and_starts_the_ssm_agent_on_the_primary_node(tmp_path):
+    """Issue 24, finding 7: `fruits tunnel` needs the SSM Agent running on the primary node."""
+    node = _fake_node(tmp_path / "primary", primary=True, agent_installed=False)
+    first = _bootstrap(node)
+    assert first.returncode == 0, first.stdout + first.stderr
+    calls = node["log"].read_text().splitlines()
+    assert "dnf install -y -q amazon-ssm-agent" in calls
+    assert calls.index("dnf install -y -q amazon-ssm-agent") < calls.index("systemctl enable --now amazon-ssm-agent")
+    assert "SSM Agent running" in first.stdout
+
+    node["log"].write_text("")
+    again = _bootstrap(node)  # idempotent: installed and running, and the wheel marker is there
+    assert again.returncode == 0, again.stdout + again.stderr
+    calls = node["log"].read_text().splitlines()
+    assert not [c for c in calls if c.startswith(("dnf", "yum"))]
+    assert "systemctl enable --now amazon-ssm-agent" in calls and "already installed" in again.stdout
+
+    core = _fake_node(tmp_path / "core", primary=False, agent_installed=False)
+    assert _bootstrap(core).returncode == 0
+    assert not [c for c in core["log"].read_text().splitlines() if "ssm" in c], "the tunnel reaches the primary only"
+
+    dead = _fake_node(tmp_path / "dead", primary=True, agent_installed=True, agent_starts=False)
+    failed = _bootstrap(dead)
+    assert failed.returncode != 0 and "SSM Agent is not running" in failed.stdout

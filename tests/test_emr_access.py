@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fruits.cloud.emr import access as emr_access
+from tests.emr_network import prepared_subnet
 from tests.test_emr_setup import moto_server, reset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +120,8 @@ def test_ssh_group_on_moto_holds_one_rule_and_follows_the_address(moto):
 
     reset(moto)
     ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+    subnet = prepared_subnet("10.30.0.0/16")
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
 
     def group_rules():
         (group,) = ec2.describe_security_groups(Filters=[{"Name": "group-name",
@@ -154,7 +155,7 @@ def test_tunnel_defaults_to_ssm_port_forwarding_to_the_primary_instance(moto):
     import boto3
 
     reset(moto)
-    created = fruits("emr", "create-cluster", "--bucket", BUCKET)
+    created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-3000:]
     cluster_id = created.stdout.split()[1]
     (primary,) = boto3.client("emr").list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"]
@@ -205,3 +206,32 @@ def test_network_md_describes_what_the_code_does():
 def test_tunnel_to_an_unknown_cluster_is_a_clear_error(moto):
     result = fruits("tunnel", "--cluster-id", "j-NOSUCHCLUSTER", "--dry-run", AWS_MAX_ATTEMPTS="1")
     assert result.returncode == 2 and "j-NOSUCHCLUSTER" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_caller_policy_allows_port_forwarding_and_never_the_default_shell():
+    """Issue 24, finding 4: without ssm:SessionDocumentAccessCheck, `aws ssm start-session` with no
+    --document-name opens SSM-SessionManagerRunShell (a root-capable shell) although no statement
+    names it: https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-sessiondocumentaccesscheck.html
+    """
+    from fruits.cloud.emr import iam as emr_iam
+    from tests.iam_policy import allowing, statements
+
+    caller = emr_iam.caller_policy(bucket=BUCKET, account="123456789012")
+    starts = [s for s in statements(caller) if "ssm:StartSession" in json.dumps(s["Action"])]
+    assert len(starts) == 2
+    for statement in starts:
+        assert statement["Condition"]["BoolIfExists"] == {"ssm:SessionDocumentAccessCheck": "true"}, statement
+    instance = "arn:aws:ec2:eu-west-3:123456789012:instance/i-0123456789abcdef0"
+    assert allowing(caller, "ssm:StartSession", instance)
+    assert allowing(caller, "ssm:StartSession", "arn:aws:ssm:eu-west-3::document/AWS-StartPortForwardingSession")
+    for document in ("SSM-SessionManagerRunShell", "AWS-StartInteractiveCommand", "AWS-StartSSHSession",
+                     "AWS-StartPortForwardingSessionToRemoteHost", "AWS-StartNonInteractiveCommand"):
+        for arn in (f"arn:aws:ssm:eu-west-3::document/{document}",
+                    f"arn:aws:ssm:eu-west-3:123456789012:document/{document}"):
+            assert not allowing(caller, "ssm:StartSession", arn), arn
+    own = "arn:aws:ssm:eu-west-3:123456789012:session/AIDACALLER-0a1b2c3d4e5f"
+    other = "arn:aws:ssm:eu-west-3:123456789012:session/AIDAOTHER-0a1b2c3d4e5f"
+    assert allowing(caller, "ssmmessages:OpenDataChannel", own, variables={"aws:userid": "AIDACALLER"})
+    assert not allowing(caller, "ssmmessages:OpenDataChannel", other, variables={"aws:userid": "AIDACALLER"})
+    command = emr_access.ssm_port_forward_command("i-0123456789abcdef0")
+    assert command[command.index("--document-name") + 1] == "AWS-StartPortForwardingSession"

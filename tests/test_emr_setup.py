@@ -122,7 +122,7 @@ def test_a_second_setup_changes_nothing_and_says_so(fresh_account):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Nothing changed" in second.stdout
     assert "created:" not in second.stdout and "updated:" not in second.stdout
-    assert second.stdout.count("in place:") == 9  # 8 IAM steps and the network tags
+    assert second.stdout.count("in place:") == 12  # 8 IAM steps, the network tags and 3 security groups
     assert iam_state() == before
 
 
@@ -151,7 +151,7 @@ def test_setup_dry_run_prints_the_requests_and_touches_nothing(fresh_account):
     assert [p["operation"] for p in printed] == [
         "iam.create_role", "iam.put_role_policy", "iam.attach_role_policy", "iam.create_instance_profile",
         "iam.add_role_to_instance_profile", "iam.create_role", "iam.attach_role_policy", "iam.put_role_policy",
-        "ec2.create_tags"]
+        "ec2.create_tags", "ec2.create_security_group", "ec2.create_security_group", "ec2.create_security_group"]
     assert {p["request"].get("RoleName") for p in printed if p["operation"] == "iam.create_role"} == {
         emr_iam.INSTANCE_ROLE, emr_iam.SERVICE_ROLE}
     assert MOTO_ACCOUNT in printed[5]["request"]["AssumeRolePolicyDocument"]
@@ -159,6 +159,8 @@ def test_setup_dry_run_prints_the_requests_and_touches_nothing(fresh_account):
     import boto3
 
     assert not boto3.client("ec2").describe_subnets(SubnetIds=[subnet])["Subnets"][0].get("Tags")
+    assert not boto3.client("ec2").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["fruits-emr-primary"]}])["SecurityGroups"]
 
 
 def secret_arns(account):
@@ -209,7 +211,7 @@ def test_caller_policy_passes_exactly_the_two_project_roles():
 
 
 def test_cluster_request_uses_the_setup_roles_and_the_managed_policy_tag():
-    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--dry-run")
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1", "--dry-run")
     assert result.returncode == 0, result.stderr
     request = json.loads(result.stdout)["request"]
     assert request["JobFlowRole"] == emr_iam.INSTANCE_ROLE
@@ -227,3 +229,73 @@ def test_a_new_bucket_updates_the_instance_policy_in_place(fresh_account):
     assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
         "arn:aws:s3:::fruits-other-bucket", "arn:aws:s3:::fruits-other-bucket/*",
         f"arn:aws:secretsmanager:*:{MOTO_ACCOUNT}:secret:fruits-emr/fruits-other-bucket/jupyterhub/*"}
+
+
+def test_setup_creates_tagged_emr_managed_groups_and_create_cluster_names_them(fresh_account):
+    """Issue 24, finding 2: project-owned EMR-managed groups, tagged, no rule open to the world, passed explicitly.
+
+    EMR would otherwise reuse the VPC's ElasticMapReduce-master/-slave groups, which it does not tag
+    when they predate the v2 managed policies; the service policy then may not launch into them.
+    """
+    import boto3
+
+    from fruits.cloud.emr import network
+    from tests.emr_network import prepared_subnet
+
+    ec2 = boto3.client("ec2")
+    for public, cidr in ((True, "10.60.0.0/16"), (False, "10.61.0.0/16")):
+        subnet = prepared_subnet(cidr, public=public)
+        vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+        groups = network.find_groups(ec2, vpc)
+        assert sorted(groups) == ["fruits-emr-core", "fruits-emr-primary", "fruits-emr-service-access"]
+        for group in groups.values():
+            assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in group["Tags"]
+            assert {"Key": "project", "Value": "fruits-emr"} in group["Tags"]
+            assert group["IpPermissions"] == [], "no inbound rule: EMR adds the ones between its groups"
+        again = fruits("emr", "setup", "--bucket", BUCKET, "--subnet-id", subnet)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"in place:  security group fruits-emr-primary in the VPC of {subnet}" in again.stdout
+        assert sorted(network.find_groups(ec2, vpc)) == sorted(groups), "no second copy"
+
+        created = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", subnet)
+        assert created.returncode == 0, created.stderr[-3000:]
+        cluster_id = created.stdout.split()[1]
+        attributes = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Ec2InstanceAttributes"]
+        assert attributes["EmrManagedMasterSecurityGroup"] == groups["fruits-emr-primary"]["GroupId"]
+        assert attributes["EmrManagedSlaveSecurityGroup"] == groups["fruits-emr-core"]["GroupId"]
+        assert attributes.get("ServiceAccessSecurityGroup") == (
+            None if public else groups["fruits-emr-service-access"]["GroupId"])
+
+    # a rule open to the world on a project group: setup and create-cluster both refuse, naming it
+    primary = groups["fruits-emr-primary"]["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=primary, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 9443, "ToPort": 9443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    for command in (("setup", "--bucket", BUCKET), ("create-cluster", "--bucket", BUCKET)):
+        refused = fruits("emr", *command, "--subnet-id", subnet)
+        assert refused.returncode != 0
+        assert f"{primary}) has inbound rules open to the world (tcp 9443-9443 from 0.0.0.0/0)" in refused.stderr
+
+
+def test_create_cluster_dry_run_names_the_project_groups():
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    instances = json.loads(result.stdout)["request"]["Instances"]
+    assert instances["Ec2SubnetId"] == "subnet-1"
+    assert instances["EmrManagedMasterSecurityGroup"] == "<GroupId of fruits-emr-primary in the VPC of subnet-1>"
+    assert instances["EmrManagedSlaveSecurityGroup"] == "<GroupId of fruits-emr-core in the VPC of subnet-1>"
+
+
+def test_the_caller_may_give_new_clusters_their_auto_termination_policy():
+    """Issue 24, finding 6: every run_job_flow request carries an AutoTerminationPolicy, which EMR
+    authorizes as elasticmapreduce:PutAutoTerminationPolicy on the new cluster
+    (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-auto-termination-policy.html)."""
+    from tests.iam_policy import allowing
+
+    caller = emr_iam.caller_policy(bucket=BUCKET, account=MOTO_ACCOUNT)
+    new_cluster = f"arn:aws:elasticmapreduce:eu-west-3:{MOTO_ACCOUNT}:cluster/j-NEW"
+    (statement,) = allowing(caller, "elasticmapreduce:PutAutoTerminationPolicy", new_cluster)
+    assert statement["Resource"] == f"arn:aws:elasticmapreduce:*:{MOTO_ACCOUNT}:cluster/*"
+    assert not allowing(caller, "elasticmapreduce:RemoveAutoTerminationPolicy", new_cluster)
+    request = json.loads(fruits("emr", "create-cluster", "--bucket", BUCKET, "--subnet-id", "subnet-1",
+                                "--dry-run").stdout)["request"]
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 3600}

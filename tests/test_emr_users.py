@@ -23,6 +23,7 @@ import pytest
 
 from fruits.cloud.emr import iam as emr_iam
 from fruits.cloud.emr import users as emr_users
+from tests.emr_network import prepared_subnet
 from tests.test_emr import fruits, moto  # noqa: F401 - moto is a fixture used here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,7 +245,8 @@ def test_user_names_are_checked_and_each_bucket_has_its_own_secret_prefix(tmp_pa
 
 
 def test_dry_run_shows_every_request_and_step_with_the_secrets_redacted():
-    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--users", "alice,bob", "--dry-run")
+    result = fruits("emr", "create-cluster", "--bucket", BUCKET, "--users", "alice,bob", "--subnet-id", "subnet-1",
+                    "--dry-run")
     assert result.returncode == 0, result.stderr
     operations = json.loads(result.stdout)
     assert [o["operation"] for o in operations] == ["secretsmanager.create_secret"] * 2 + ["emr.run_job_flow"]
@@ -271,11 +273,12 @@ def test_dry_run_shows_every_request_and_step_with_the_secrets_redacted():
 
 
 def test_create_cluster_makes_each_secret_once_and_never_shows_it(uploaded):
-    first = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "alice,bob")
+    subnet = prepared_subnet()
+    first = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "alice,bob", "--subnet-id", subnet)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.count("created:") == 2 and "jovyan is locked" in first.stdout
     stored = secret_values("alice", "bob")
-    second = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "bob,alice")
+    second = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "bob,alice", "--subnet-id", subnet)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("in place:") == 2 and "created:" not in second.stdout
     assert secret_values("alice", "bob") == stored  # reused: same value, same version
@@ -295,7 +298,8 @@ def test_create_cluster_makes_each_secret_once_and_never_shows_it(uploaded):
 
 
 def test_the_step_creates_the_users_locks_jovyan_and_a_second_run_changes_nothing(uploaded, node):
-    created = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "alice,bob")
+    created = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "alice,bob",
+                     "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     args = users_step_args(cluster_id_of(created))
     stored = secret_values("alice", "bob")
@@ -361,7 +365,7 @@ def test_the_step_fails_closed_and_never_touches_system_accounts(uploaded, node)
 def test_users_adds_the_step_to_a_running_cluster(uploaded):
     import boto3
 
-    created = fruits("emr", "create-cluster", "--bucket", uploaded)
+    created = fruits("emr", "create-cluster", "--bucket", uploaded, "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     cluster_id = cluster_id_of(created)
     assert not boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"]

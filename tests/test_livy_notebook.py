@@ -23,6 +23,7 @@ from fruits.storage.layout import current_run
 from fruits.cloud.livy.client import KERNEL_NAME, sparkmagic_environment
 from fruits.cloud.livy.server import LivyDouble
 from tests.conftest import copy_slice
+from tests.emr_network import prepared_subnet
 from tests.test_emr import BUCKET, fruits, moto  # noqa: F401 - moto is a fixture used here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def test_fruits_emr_run_end_to_end_on_moto_and_the_livy_double(uploaded, livy, s
     s3 = boto3.client("s3")
     for path in slice_of_test.rglob("*.jpg"):
         s3.upload_file(str(path), uploaded, f"images/{path.relative_to(slice_of_test).as_posix()}")
-    created = fruits("emr", "create-cluster", "--bucket", uploaded)
+    created = fruits("emr", "create-cluster", "--bucket", uploaded, "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     cluster_id = created.stdout.split()[1]
     output = f"s3://{uploaded}/runs/emr"

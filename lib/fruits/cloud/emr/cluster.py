@@ -17,6 +17,21 @@ def wheel_name(version: str) -> str:
     return f"fruits_emr-{version}-py3-none-any.whl"
 
 
+def livy_session_timeout(idle_timeout: int) -> str:
+    """``livy.server.session.timeout`` for a cluster that auto-terminates after ``idle_timeout`` seconds.
+
+    EMR (6.4 and later) counts a cluster idle only while no YARN application is active
+    (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-auto-termination-policy.html),
+    and every open Livy session is one: a notebook left open would keep the cluster up for
+    Livy's whole timeout before the idle clock even starts (8 h before: about 9 h in all).
+    Livy ends a session after this long without a statement, the same length as the idle
+    timeout, so a forgotten cluster costs at most about twice ``idle_timeout`` after its last
+    cell. ``timeout-check.skip-busy`` (configurations.json) keeps a session whose statement is
+    still running from being ended mid-run (Livy's default, false, would end it).
+    """
+    return f"{int(idle_timeout)}s"
+
+
 def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str | None = None,
                          subnet_id: str | None = None, spot_task: bool = False,
                          idle_timeout: int = 3600,
@@ -36,7 +51,8 @@ def run_job_flow_request(*, bucket: str, prefix: str, wheel: str, key_name: str 
     check_bucket(bucket)
     if not 60 <= idle_timeout <= 604800:
         raise ValueError(f"idle_timeout must be between 60 and 604800 seconds, got {idle_timeout}")
-    values = {"BUCKET": bucket, "PREFIX": prefix.strip("/"), "WHEEL": wheel}
+    values = {"BUCKET": bucket, "PREFIX": prefix.strip("/"), "WHEEL": wheel,
+              "LIVY_SESSION_TIMEOUT": livy_session_timeout(idle_timeout)}
     request = render(load_template("cluster.json"), values)
     request["Configurations"] = render(load_template("configurations.json"), values)
     request["AutoTerminationPolicy"] = {"IdleTimeout": idle_timeout}

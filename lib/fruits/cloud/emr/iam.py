@@ -23,9 +23,11 @@ The project creates its own roles instead of relying on the account's defaults:
 
 ``AmazonEMRServicePolicy_v2`` only acts on resources tagged
 ``for-use-with-amazon-emr-managed-policies = true``: ``emr-config/cluster.json`` carries the tag
-(EMR propagates it to the instances and security groups it creates), and ``--subnet-id`` tags
-the subnet and its VPC, which EMR does not create
-(https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-managed-iam-policies.html#manually-tagged-resources).
+(EMR propagates it to the instances it creates), and ``--subnet-id`` tags the subnet and its VPC,
+which EMR does not create, and creates the project's own EMR-managed security groups in that VPC,
+tagged, with no inbound rule (:mod:`fruits.cloud.emr.network`; ``create-cluster`` names them,
+so EMR never reuses an untagged ``ElasticMapReduce-*`` group:
+https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-managed-iam-policies.html#manually-tagged-resources).
 
 Every step reads first and writes only what differs, so a second run changes nothing and says
 so; ``--dry-run`` prints the write requests of a first run and touches nothing.
@@ -37,6 +39,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from fruits.cloud.emr import network
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.emr.templates import load_template, render
 
@@ -46,8 +49,8 @@ INSTANCE_POLICY_NAME = "fruits-emr-bucket"
 PASS_ROLE_POLICY_NAME = "fruits-emr-pass-instance-role"
 SSM_CORE_ARN = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 EMR_SERVICE_V2_ARN = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
-MANAGED_POLICY_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
-PROJECT_TAG = {"Key": "project", "Value": "fruits-emr"}
+MANAGED_POLICY_TAG = network.MANAGED_POLICY_TAG
+PROJECT_TAG = network.PROJECT_TAG
 #: Shown instead of the account id when ``--dry-run`` runs without AWS credentials.
 UNKNOWN_ACCOUNT = "<your-account-id>"
 
@@ -219,8 +222,48 @@ def plan(*, bucket: str, prefix: str = "fruits", account: str, iam=None, ec2=Non
     inline(SERVICE_ROLE, PASS_ROLE_POLICY_NAME, docs["iam-service-pass-instance-role"])
 
     if subnet_id:
-        steps.append(_tag_network_step(subnet_id, ec2))
+        steps += network_steps(subnet_id, ec2)
     return steps
+
+
+def network_steps(subnet_id: str, ec2) -> list[Step]:
+    """What ``--subnet-id`` adds: the subnet a cluster may launch in (:mod:`fruits.cloud.emr.network`).
+
+    The subnet and its VPC are tagged, and the project's three EMR-managed security groups are
+    created in that VPC, tagged, with no inbound rule.
+    """
+    steps = [_tag_network_step(subnet_id, ec2)]
+    for name, description in network.GROUPS.values():
+        steps.append(_group_step(subnet_id, name, description, ec2))
+    return steps
+
+
+def _group_step(subnet_id: str, name: str, description: str, ec2) -> Step:
+    """Create one project security group unless it exists; refuse one that is untagged or open to the world."""
+    shown = network.group_request(name, description, f"<VpcId of {subnet_id}>")
+    step = Step("ec2.create_security_group", shown, f"security group {name} in the VPC of {subnet_id}")
+
+    def vpc_id() -> str:
+        return ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["VpcId"]
+
+    def in_place() -> bool:
+        vpc = vpc_id()
+        step.request = network.group_request(name, description, vpc)
+        group = network.find_groups(ec2, vpc).get(name)
+        if group is None:
+            return False
+        if not network.tagged(group):
+            raise ValueError(f"security group {name} ({group['GroupId']}) exists in {vpc} without the tag "
+                             f"{MANAGED_POLICY_TAG['Key']}=true: delete it (setup then creates it tagged) or tag it")
+        open_rules = network.world_open_rules(group)
+        if open_rules:
+            raise ValueError(f"security group {name} ({group['GroupId']}) has inbound rules open to the world "
+                             f"({'; '.join(open_rules)}): revoke them; the project opens no port to the world")
+        return True
+
+    step.in_place = in_place
+    step.apply = lambda: ec2.create_security_group(**step.request)
+    return step
 
 
 def _tag_network_step(subnet_id: str, ec2) -> Step:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from fruits import __version__
-from fruits.cloud.emr import access, account, cluster, deploy, steps, users
+from fruits.cloud.emr import access, account, cluster, deploy, network, steps, users
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.platform import SparkPlatform, show_request
 
@@ -47,9 +47,14 @@ class EmrPlatform(SparkPlatform):
             sub.add_argument("--bucket", required=True, help="bucket name (not a URI)")
             sub.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
         create.add_argument("--key-name", help="EC2 key pair, only for opt-in SSH (--ssh-from)")
-        create.add_argument("--subnet-id", help="subnet to launch in (a private subnet with SSM is best)")
+        create.add_argument("--subnet-id",
+                            help="required: the subnet to launch in, tagged by `fruits emr setup --subnet-id` "
+                                 "(a private subnet with SSM is best)")
         create.add_argument("--spot-task", action="store_true", help="buy the task node on the spot market")
-        create.add_argument("--idle-timeout", type=int, default=3600, help="auto-terminate after idle seconds")
+        create.add_argument("--idle-timeout", type=int, default=3600,
+                            help="auto-terminate after this many idle seconds (default 3600); Livy ends a notebook "
+                                 "session after as long without a statement, so a forgotten cluster ends within "
+                                 "about twice this")
         create.add_argument("--ssh-from", metavar="CIDR",
                             help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at "
                                  "most a /24); needs --key-name and --subnet-id. Default: no inbound rule, use "
@@ -92,6 +97,7 @@ class EmrPlatform(SparkPlatform):
     def create_cluster(self, args) -> int:
         names = account.named_users(args)
         check_bucket(args.bucket)
+        network.check_subnet_id(args.subnet_id)  # before anything is printed or created
         users_steps = [users.users_step(bucket=args.bucket, prefix=args.prefix, region=users.region_name(),
                                         users=names)] if names else None
         ssh_cidr = ssh_group = None
@@ -104,6 +110,7 @@ class EmrPlatform(SparkPlatform):
             key_name=args.key_name, subnet_id=args.subnet_id, spot_task=args.spot_task,
             idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None,
             steps=users_steps)
+        request["Instances"].update({"Ec2SubnetId": args.subnet_id, **network.group_placeholders(args.subnet_id)})
         if args.dry_run:
             if ssh_cidr or names:  # several calls: one JSON list of {"operation", "request"}
                 ssh = access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr) if ssh_cidr else []
@@ -112,13 +119,17 @@ class EmrPlatform(SparkPlatform):
             else:
                 show_request("emr.run_job_flow", request)
             return 0
+        ec2 = client("ec2")
+        for key in network.GROUPS:  # the placeholders shown by --dry-run
+            request["Instances"].pop(key, None)
+        request["Instances"].update(network.launch_network(ec2, args.subnet_id).instance_attributes())
         if names:  # before the cluster: its step reads them, in the region they are created in
             secrets_client = client("secretsmanager")
             users.ensure_secrets(secrets_client, bucket=args.bucket, users=names)
             request["Steps"] = [users.users_step(bucket=args.bucket, prefix=args.prefix,
                                                  region=secrets_client.meta.region_name, users=names)]
         if ssh_cidr:
-            group_id = access.ensure_ssh_group(client("ec2"), subnet_id=args.subnet_id, cidr=ssh_cidr)
+            group_id = access.ensure_ssh_group(ec2, subnet_id=args.subnet_id, cidr=ssh_cidr)
             request["Instances"]["AdditionalMasterSecurityGroups"] = [group_id]
         cluster_id = client("emr").run_job_flow(**request)["JobFlowId"]
         print(f"cluster {cluster_id} starting; it terminates itself after {args.idle_timeout} s idle.")
@@ -129,10 +140,6 @@ class EmrPlatform(SparkPlatform):
         if names:
             print(f"JupyterHub logins: {', '.join(names)} (jovyan is locked); each password: "
                   f"fruits emr users --bucket {args.bucket} --show NAME")
-        if not args.subnet_id:
-            print("note: no --subnet-id, so EMR picks a default-VPC subnet; AmazonEMRServicePolicy_v2 launches "
-                  "only into a subnet and VPC tagged for-use-with-amazon-emr-managed-policies=true "
-                  "(fruits emr setup --subnet-id tags them)")
         return 0
 
     def run_notebook(self, args) -> int:
