@@ -2,11 +2,12 @@
 
 Apache Livy (what EMR's JupyterHub talks to through sparkmagic) cannot be installed
 here, so tests and local tries of the cloud notebook use this stand-in instead. It
-speaks the subset of Livy's REST protocol that sparkmagic uses, with Livy's states and
-output shapes, and runs real work behind it: every session is a real PySpark Python
-process (``spark`` and ``sc`` in its globals) built from the ``POST /sessions`` body,
-executing statements with the semantics of Livy's own Python REPL (``fake_shell.py``:
-last expression printed, ``%matplot``, ``%json``, ``%table``). It records every request
+speaks the subset of Livy 0.8's REST protocol that real clients use (sparkmagic; pylivy,
+which asks ``GET /version`` first), with Livy's states and output shapes, and runs real
+work behind it: every session is a real PySpark Python process (``spark``, ``sc`` and
+``sqlContext`` in its globals) built from the ``POST /sessions`` body, executing
+statements with the semantics of Livy's own Python REPL (``fake_shell.py``: last
+expression printed, ``%matplot``, ``%json``, ``%table``). It records every request
 so tests can assert on the conversation.
 
 - :mod:`fruits.cloud.livy.server`: the HTTP server and the sessions.

@@ -18,8 +18,10 @@ them:
   answers ``application/vnd.livy.table.v1+json``;
 - what the code printed (stdout, then stderr) becomes ``text/plain``, which is kept when
   non-empty or when nothing else was answered;
-- an exception answers ``status: error`` with ``ename``, ``evalue`` and the traceback
-  without the REPL's own frames.
+- an exception answers ``status: error`` with ``ename``, ``evalue`` and the traceback cut
+  as ``execute_reply_error`` cuts it: the header line, then the frames below the code's own
+  top-level frame (``File "<stdin>", ..., in <module>``);
+- the code sees ``spark``, ``sc`` and ``sqlContext``, as in Livy's REPL.
 
 One deliberate difference: a failing magic answers ``status: error``; Livy's REPL
 returns its error record as if it were data (``status: ok``), which sparkmagic then
@@ -33,8 +35,10 @@ import base64
 import io
 import json
 import os
+import re
 import sys
 import traceback
+import warnings
 from typing import Any, Callable
 
 #: ``POST /sessions`` fields and the Spark settings Livy turns them into.
@@ -145,12 +149,16 @@ def _run_magic(line: str, scope: dict) -> dict:
     return MAGICS[name](argument.strip(), scope)
 
 
+#: The code's top-level frame in a traceback (Livy's ``TOP_FRAME_REGEX``).
+TOP_FRAME = re.compile(r'\s*File "<stdin>".*in <module>')
+
+
 def _error(exc: BaseException, *, with_traceback: bool = True) -> dict:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__ if with_traceback else None, chain=False)
-    # Drop the REPL's own frames: keep the header, then start at the user's code ("<stdin>").
+    # As Livy's execute_reply_error: keep the header, drop every frame down to the code's top-level one.
     for index, line in enumerate(lines):
-        if 'File "<stdin>"' in line:
-            lines = lines[:1] + lines[index:]
+        if TOP_FRAME.match(line):
+            lines = lines[:1] + lines[index + 1:]
             break
     return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
 
@@ -238,7 +246,12 @@ def main() -> int:
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which marks the session dead
         reply({"event": "failed", "error": "".join(traceback.format_exception(exc))})
         return 1
-    scope = {"__name__": "__main__", "spark": spark, "sc": spark.sparkContext}
+    with warnings.catch_warnings():  # SQLContext is deprecated; Livy's REPL still defines it
+        warnings.simplefilter("ignore", FutureWarning)
+        from pyspark.sql import SQLContext
+
+        sql_context = SQLContext(spark.sparkContext, spark)
+    scope = {"__name__": "__main__", "spark": spark, "sc": spark.sparkContext, "sqlContext": sql_context}
     reply({"event": "ready", "appId": spark.sparkContext.applicationId})
     while True:
         try:

@@ -1,25 +1,32 @@
 """The Livy double's REST server: Livy's interactive-session endpoints over real PySpark processes.
 
 A **test double** of Apache Livy 0.8 (see :mod:`fruits.cloud.livy`). Endpoints, status codes
-and JSON shapes are those of Livy's REST API that sparkmagic calls
-(``sparkmagic/livyclientlib/livyreliablehttpclient.py``):
+and JSON shapes are those of Livy 0.8.0-incubating's REST API (``server/.../LivyServer.scala``,
+``SessionServlet.scala``, ``InteractiveSessionServlet.scala``) that its clients call: sparkmagic
+(``sparkmagic/livyclientlib/livyreliablehttpclient.py``) and pylivy (PyPI ``livy``:
+``livy/client.py``, which asks ``GET /version`` before it creates a session or a statement):
 
 =======================================================  ======  ====================================
 request                                                  answer  what
 =======================================================  ======  ====================================
-``GET /sessions``                                        200     ``{"from", "total", "sessions"}``
+``GET /version``                                         200     ``{"version", "user", "revision", "branch",
+                                                                 "date", "url"}``
+``GET /sessions?from=&size=``                            200     ``{"from", "total", "sessions"}``
 ``POST /sessions``                                       201     a new session (``state: starting``)
 ``GET /sessions/{id}``                                   200     the session; 404 if unknown
-``DELETE /sessions/{id}``                                200     ``{"msg": "deleted"}``; stops its process
+``GET /sessions/{id}/state``                             200     ``{"id", "state"}``
+``DELETE /sessions/{id}``                                200     ``{"msg": "deleted"}`` once its process stopped
 ``GET /sessions/{id}/log?from=&size=``                   200     ``{"id", "from", "total", "log"}``
-``GET /sessions/{id}/statements``                        200     ``{"total_statements", "statements"}``
+``GET /sessions/{id}/statements?from=&size=&order=``     200     ``{"total_statements", "statements"}``
 ``POST /sessions/{id}/statements``                       201     a new statement (``state: waiting``)
 ``GET /sessions/{id}/statements/{sid}``                  200     the statement with its ``output``
 ``POST /sessions/{id}/statements/{sid}/cancel``          200     ``{"msg": "canceled"}``
 =======================================================  ======  ====================================
 
-Session states are Livy's (``starting``, ``idle``, ``busy``, ``dead``; ``error`` when
-Spark does not start); statements go ``waiting`` -> ``running`` -> ``available`` (output
+A session record has every field of Livy's ``SessionInfo`` (``HttpMessages.java``), its
+``log`` the last 10 lines, as ``clientSessionView`` cuts it; the log endpoint's defaults are
+Livy's (the last 100 lines). Session states are Livy's (``starting``, ``idle``, ``busy``,
+``shutting_down``, ``dead``); statements go ``waiting`` -> ``running`` -> ``available`` (output
 ``status: ok`` or ``status: error``) or ``cancelling`` -> ``cancelled``, one at a time
 per session, in order. Where Livy's behaviour is not a protocol matter, the double
 chooses and says so: a session whose process dies becomes ``dead`` and its unfinished
@@ -49,8 +56,15 @@ from urllib.parse import parse_qs, urlparse
 
 #: Session kinds the double runs (Livy also knows ``spark``, ``sparkr`` and ``sql``).
 KINDS = {"pyspark"}
-#: How many recent log lines a session record carries, as Livy's ``log`` field does.
-LOG_TAIL = 20
+#: How many recent log lines a session record carries (Livy 0.8's ``clientSessionView``: 10).
+LOG_TAIL = 10
+#: Log lines ``GET /sessions/{id}/log`` answers when ``size`` is not given (Livy's ``serializeLogs``).
+LOG_PAGE = 100
+#: What ``GET /version`` answers. Livy 0.8 serves its build's ``livy-version-info.properties``
+#: (``dev/livy-build-info.sh``: version, user, revision, branch, date, url) and ``<unknown>`` for
+#: what is missing; the double has no Livy build, so only the version it imitates is known.
+VERSION = {"version": "0.8.0-incubating", "user": "<unknown>", "revision": "<unknown>",
+           "branch": "<unknown>", "date": "<unknown>", "url": "<unknown>"}
 
 
 @dataclass
@@ -86,10 +100,22 @@ class Session:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def record(self) -> dict:
-        return {"id": self.id, "name": self.body.get("name"), "appId": self.app_id, "owner": None,
-                "proxyUser": self.body.get("proxyUser"), "state": self.state,
-                "kind": self.body.get("kind", "pyspark"),
-                "appInfo": {"driverLogUrl": None, "sparkUiUrl": None}, "log": self.log_lines()[-LOG_TAIL:]}
+        """Livy 0.8's ``SessionInfo`` JSON: what ``POST`` asked for, with Livy's zero/empty defaults.
+
+        Livy 0.8 passes ``proxyUser`` where ``SessionInfo`` expects ``ttl``
+        (``InteractiveSessionServlet.clientSessionView``); the double answers the same.
+        """
+        body = self.body
+        return {"id": self.id, "name": body.get("name"), "appId": self.app_id, "owner": None,
+                "proxyUser": body.get("proxyUser"), "state": self.state, "kind": body.get("kind", "pyspark"),
+                "appInfo": {"driverLogUrl": None, "sparkUiUrl": None}, "log": self.log_lines()[-LOG_TAIL:],
+                "ttl": body.get("proxyUser"), "driverMemory": body.get("driverMemory"),
+                "driverCores": body.get("driverCores") or 0, "executorMemory": body.get("executorMemory"),
+                "executorCores": body.get("executorCores") or 0, "conf": body.get("conf") or {},
+                "archives": body.get("archives") or [], "files": body.get("files") or [],
+                "heartbeatTimeoutInSecond": body.get("heartbeatTimeoutInSecond") or 0,
+                "jars": body.get("jars") or [], "numExecutors": body.get("numExecutors") or 0,
+                "pyFiles": body.get("pyFiles") or [], "queue": body.get("queue")}
 
     def log_lines(self) -> list[str]:
         try:
@@ -132,7 +158,6 @@ class LivyDouble:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
-        self._stopping: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -150,8 +175,6 @@ class LivyDouble:
         self._server.server_close()
         for session in list(self.sessions.values()):
             self._stop_session(session)
-        for stopping in self._stopping:
-            stopping.join(timeout=60)
 
     def __enter__(self) -> "LivyDouble":
         return self.start()
@@ -217,12 +240,14 @@ class LivyDouble:
                 os.kill(session.process.pid, signal.SIGINT)  # PySpark cancels the jobs, the REPL stops the code
 
     def delete_session(self, session: Session) -> None:
-        """Forget the session now and stop its process in the background, as Livy answers at once."""
+        """Stop the session's process, then forget the session, as Livy's ``DELETE`` does before it answers.
+
+        (``SessionServlet``: ``Await.ready(sessionManager.delete(...))``; the session is
+        ``shutting_down`` meanwhile, then unknown: 404.)
+        """
+        self._stop_session(session)
         with self._lock:
             self.sessions.pop(session.id, None)
-        stopping = threading.Thread(target=self._stop_session, args=(session,), daemon=True)
-        stopping.start()
-        self._stopping.append(stopping)
 
     def kill_driver(self, session_id: int) -> None:
         """Kill a session's driver and everything it started, as a driver OOM or a YARN preemption would."""
@@ -335,6 +360,7 @@ def _now() -> int:
 
 
 _ROUTES = [
+    ("GET", re.compile(r"^/version/?$"), "get_version"),
     ("GET", re.compile(r"^/sessions/?$"), "list_sessions"),
     ("POST", re.compile(r"^/sessions/?$"), "post_session"),
     ("GET", re.compile(r"^/sessions/(\d+)/?$"), "get_session"),
@@ -346,6 +372,20 @@ _ROUTES = [
     ("GET", re.compile(r"^/sessions/(\d+)/statements/(\d+)/?$"), "get_statement"),
     ("POST", re.compile(r"^/sessions/(\d+)/statements/(\d+)/cancel/?$"), "cancel_statement"),
 ]
+
+
+def _number(query: dict, name: str, default: int, *, low: int | None = 0) -> int:
+    """An integer query parameter (``?from=3``); a bad one is a 400 naming it, as Livy's ``toInt`` fails."""
+    text = query.get(name, [None])[0]
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"query parameter {name!r} must be an integer, got {text!r}") from None
+    if low is not None and value < low:
+        raise ValueError(f"query parameter {name!r} must be at least {low}, got {value}")
+    return value
 
 
 def _handler_for(livy: LivyDouble):
@@ -404,9 +444,14 @@ def _handler_for(livy: LivyDouble):
             except KeyError:
                 raise LookupError(f"Session '{session_id}' not found.") from None
 
+        def get_version(self, *, body, query):
+            return 200, dict(VERSION)
+
         def list_sessions(self, *, body, query):
-            sessions = [s.record() for s in list(livy.sessions.values())]
-            return 200, {"from": 0, "total": len(sessions), "sessions": sessions}
+            sessions = list(livy.sessions.values())
+            start, size = _number(query, "from", 0), _number(query, "size", 100)
+            return 200, {"from": start, "total": len(sessions),
+                         "sessions": [s.record() for s in sessions[start:start + size]]}
 
         def post_session(self, *, body, query):
             return 201, livy.create_session(body or {}).record()
@@ -423,18 +468,28 @@ def _handler_for(livy: LivyDouble):
             return 200, {"msg": "deleted"}
 
         def get_log(self, session_id, *, body, query):
+            """Livy's ``serializeLogs``: ``size`` 100 by default (negative: all), ``from`` the last ``size``."""
             lines = self._session(session_id).log_lines()
-            start = int(query.get("from", ["0"])[0])
-            size = int(query.get("size", [str(len(lines))])[0])
+            size = _number(query, "size", LOG_PAGE, low=None)
+            size = len(lines) if size < 0 else size
+            start = _number(query, "from", -1, low=None)
+            start = max(0, len(lines) - size) if start < 0 else start
             return 200, {"id": session_id, "from": start, "total": len(lines), "log": lines[start:start + size]}
 
         def list_statements(self, session_id, *, body, query):
-            statements = [s.record() for s in self._session(session_id).statements]
-            return 200, {"total_statements": len(statements), "statements": statements}
+            statements = list(self._session(session_id).statements)
+            if query.get("order", [""])[0].strip().lower() == "desc":
+                statements.reverse()
+            start, size = _number(query, "from", 0), _number(query, "size", len(statements))
+            return 200, {"total_statements": len(statements),
+                         "statements": [s.record() for s in statements[start:start + size]]}
 
         def post_statement(self, session_id, *, body, query):
             if not body or "code" not in body:
                 raise ValueError("a statement needs 'code'")
+            kind = body.get("kind")
+            if kind not in (None, "pyspark"):  # Livy would start that language's interpreter
+                raise ValueError(f"the Livy double runs only Python statements, not kind {kind!r}")
             return 201, livy.add_statement(self._session(session_id), body["code"]).record()
 
         def get_statement(self, session_id, statement_id, *, body, query):
