@@ -77,7 +77,8 @@ class EmrPlatform(SparkPlatform):
         with tempfile.TemporaryDirectory() as scratch:
             wheel = deploy.build_wheel(Path(scratch))
             names = account.named_users(args)
-            plan = deploy.upload_plan(bucket=args.bucket, prefix=args.prefix, wheel=wheel, users=names)
+            plan = deploy.upload_plan(bucket=args.bucket, prefix=args.prefix, wheel=wheel, scratch=Path(scratch),
+                                      users=names)
             requests = [{"Filename": local, "Bucket": args.bucket, "Key": key} for local, key in plan]
             markers = [{"Bucket": args.bucket, "Key": key, "Body": ""}
                        for key in deploy.folder_markers(prefix=args.prefix, users=names)]
