@@ -43,6 +43,7 @@ seed = 0  # random weights and sample images
 train_path = None  # labelled training set: score the features with a classifier
 keep_runs = 2  # runs kept under output_dir/runs/, this one included; older ones are deleted
 run_id = None  # this run's folder under output_dir/runs/; None: a new one, sorting by time
+shared_paths = None  # folders mounted on every node (NFS, EFS), comma-separated: off local[N], local paths must be under one
 master = "local[2]"  # Spark master: local[N], spark://HOST:PORT, or yarn on a cluster node
 driver_memory = "4g"  # local Spark JVM heap
 
@@ -56,13 +57,14 @@ from fruits.inputs.listing import spread_sample
 from fruits.report import explore, plots
 from fruits.params import RunParams
 from fruits.run import execute, prepare
+from fruits.storage.reach import master_of
 from fruits.report.display import (confusion_figure, evaluation_figure, per_class_figure,
                                    register_matplot_magic, show_banners, show_evaluation, show_table,
                                    summary_table)
 
 register_matplot_magic()  # `%matplot figure` draws a figure here as in the PySpark (Livy) kernel
 
-prepared = prepare(RunParams.from_namespace(globals()))
+prepared = prepare(RunParams.from_namespace(globals()), master=master_of(globals()))  # paths every executor reaches
 show_banners(prepared.banners)
 print(f"{prepared.input_path}: {len(prepared.source.folders)} class folders; Spark lists their files")
 print(prepared.weights.describe())

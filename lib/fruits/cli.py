@@ -168,6 +168,10 @@ def run_command(args) -> int:
         if args.livy:
             kernel = _prepare_livy(args.livy, scratch)
         parameters = resolve_parameters(args)
+        if not args.livy:  # the local notebook's master is a parameter: its paths are checked before any kernel
+            from fruits.storage.reach import check_reach
+
+            check_reach(parameters, parameters["master"])
         if parameters["run_id"] is None:  # so the report goes next to this run's outputs
             parameters["run_id"] = new_run_id()
         _refuse_a_busy_output(parameters["output_dir"])

@@ -110,6 +110,12 @@ class RunParams:
     run_id : str or None
         Name of this run's folder ``output_dir/runs/<run_id>/``; ``None`` makes a new
         one that sorts by start time. ``fruits run`` sets it to know where the report goes.
+    shared_paths : str or None
+        Folders mounted at the same path on every node of the cluster (NFS, EFS),
+        comma-separated. Under a master other than ``local[N]``, a local ``input_path``,
+        ``output_dir`` or ``train_path`` (and the demo) is refused before Spark starts,
+        since executors on other hosts never see the driver's disk, unless it lies under
+        one of these (:mod:`fruits.storage.reach`, ``docs/emr-paths.md``).
     """
 
     input_path: str | None = _parameter(
@@ -134,6 +140,8 @@ class RunParams:
     train_path: str | None = _parameter(None, "labelled training set: score the features with a classifier")
     keep_runs: int = _parameter(2, "runs kept under output_dir/runs/, this one included; older ones are deleted")
     run_id: str | None = _parameter(None, "this run's folder under output_dir/runs/; None: a new one, sorting by time")
+    shared_paths: str | None = _parameter(
+        None, "folders mounted on every node (NFS, EFS), comma-separated: off local[N], local paths must be under one")
 
     @property
     def network_batch_size(self) -> int:
@@ -191,6 +199,10 @@ class RunParams:
             raise ValueError(
                 f"run_id must be 1 to 64 letters, digits, '.', '_' or '-' (not starting with '.'), got {self.run_id!r}"
             )
+        _check_optional_str("shared_paths", self.shared_paths)
+        from fruits.storage.reach import shared_folders
+
+        shared_folders(self.shared_paths)  # absolute folders, or a ValueError naming shared_paths
         return self
 
     @classmethod

@@ -130,8 +130,9 @@ class SparkPlatform(abc.ABC):
         Raises
         ------
         ValueError
-            A bad file, an unknown name or a wrong type (naming file and key), or no
-            input/output from either the flags or a file.
+            A bad file, an unknown name or a wrong type (naming file and key), no
+            input/output from either the flags or a file, or a path the cluster's
+            executors cannot reach (:mod:`fruits.storage.reach`).
         """
         from fruits import params
         from fruits.run.notebook import parse_value
@@ -153,6 +154,10 @@ class SparkPlatform(abc.ABC):
         if not input_path or not output:
             missing = " and ".join(n for n, v in (("--input", input_path), ("--output", output)) if not v)
             raise ValueError(f"{missing} missing: give the flag, or input_path/output_dir in a -f file")
+        from fruits.storage.reach import check_reach
+
+        # The cluster's executors run on its worker nodes (YARN), never on the driver's host.
+        check_reach({**values, "input_path": input_path, "output_dir": output}, "yarn")
         return input_path, output, values
 
     # -- what a platform implements ---------------------------------------------------------

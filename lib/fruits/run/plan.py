@@ -1,6 +1,7 @@
 """Step one of a run, *plan*: every check and the driver's loading, before Spark starts.
 
-``prepare(params)`` validates the parameters, generates the demo images if needed,
+``prepare(params, master=...)`` validates the parameters, refuses paths the executors
+cannot reach under that master (:mod:`fruits.storage.reach`), generates the demo images if needed,
 checks the input (:func:`fruits.inputs.listing.check_input`: it exists, is a folder,
 is not empty; the executors list it later), checks the output folder, loads the
 weights and prepares the engine on the driver, then takes the output's lease (:mod:`fruits.storage.lease`): while a
@@ -23,6 +24,7 @@ from fruits.inputs import inventory
 from fruits.inputs.listing import InputRoot, check_input
 from fruits.params import RunParams
 from fruits.storage import location
+from fruits.storage.reach import check_reach
 from fruits.storage.publish import new_run_id, pointer_token
 from fruits.run.manifest import read_json
 from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
@@ -70,13 +72,18 @@ class PreparedRun:
         return notes
 
 
-def prepare(params: RunParams) -> PreparedRun:
+def prepare(params: RunParams, *, master: str | None = None) -> PreparedRun:
     """Validate, check the input and the output, and load weights, all before any Spark session.
+
+    ``master`` is the Spark master the run will use (the notebooks pass it): under one
+    whose executors run on other hosts, paths only the driver sees are refused first.
+    ``None`` skips that check (a caller that runs on ``local[N]`` only).
 
     Raises
     ------
     ValueError
-        A bad parameter, an input that is missing, not a folder or empty
+        A bad parameter, a path the executors under ``master`` cannot reach
+        (:class:`fruits.storage.reach.UnreachablePath`), an input that is missing, not a folder or empty
         (:class:`fruits.inputs.listing.InputError`; one that holds no image is refused
         by :func:`fruits.run.execute`, after the listing and before any image is read),
         or an output folder that cannot be used.
@@ -86,6 +93,8 @@ def prepare(params: RunParams) -> PreparedRun:
         Another run is writing into the output folder; the message names it.
     """
     params.validate()
+    if master is not None:
+        check_reach(params, master)
     train_path = params.train_path
     if params.is_demo:
         input_path = str(generate_demo_images(config.demo_data_dir(), seed=params.seed))
