@@ -232,7 +232,9 @@ def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster, tmp_path):
     images = generate_demo_images(tmp_path / "images", per_class=4, seed=3)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "fruits.cli", "run", "--input", str(images), "--output", str(out),
-               "-p", "master", MASTER_URL, "-p", "weights", "random", "-p", "k", "4", "-p", "driver_memory", "1g"]
+               "-p", "master", MASTER_URL, "-p", "weights", "random", "-p", "k", "4", "-p", "driver_memory", "1g",
+               # both "hosts" see this test's folder (one file system): said explicitly, as on NFS/EFS
+               "-p", "shared_paths", str(tmp_path)]
     code, output, seconds = _driver(command, folder=cluster, name="run", timeout=300,
                                     env_extra={"FRUITS_EXECUTOR_WAIT_SECONDS": "120"})
     assert code is not None, f"fruits run hung for {seconds:.0f} s:\n{output[-4000:]}"

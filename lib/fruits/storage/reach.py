@@ -17,22 +17,20 @@ EFS) is too, but nothing here can tell such a mount from a local disk, so the us
 so with the ``shared_paths`` parameter; local paths under one of its folders are then
 accepted (the demo too, when ``FRUITS_DEMO_DATA`` puts its images under one).
 
-The rule lives here alone; :func:`fruits.run.plan.prepare` (the notebooks) and ``fruits run``
-(before any kernel starts) call :func:`check_reach`. User documentation: ``docs/emr-paths.md``.
+The rule lives here alone. :func:`check_reach` is called by :func:`fruits.run.plan.prepare`
+(both notebooks, before any Spark job: the local one with its ``master`` parameter, before
+its session starts; the PySpark (Livy) kernel with its session's master, ``yarn`` on EMR),
+by ``fruits run`` for the local notebook (before any kernel starts) and by ``fruits emr run``
+(before a step is submitted). User documentation: ``docs/emr-paths.md``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Mapping
 
 from fruits import config
 from fruits.storage import location
-
-#: Masters whose executors run on the driver's host and see its disk: ``local``,
-#: ``local[N]``, ``local[*]``, ``local[N,F]`` and Spark's test master ``local-cluster[...]``.
-_SAME_HOST = re.compile(r"local(\[[^\]]*\])?|local-cluster\[[^\]]*\]")
 
 #: The run parameters that name folders the executors read or write.
 PATH_PARAMETERS = ("input_path", "output_dir", "train_path")
@@ -46,7 +44,10 @@ class UnreachablePath(ValueError):
 
 
 def executors_share_the_drivers_disk(master: str) -> bool:
-    """True when ``master`` runs the executors on the driver's own host.
+    """True when ``master`` runs the executors on the driver's own host (the session's own rule).
+
+    ``local``, ``local[N]``, ``local[*]``, ``local[N,F]`` and Spark's test master
+    ``local-cluster[...]`` (:func:`fruits.session.is_local_master`).
 
     Examples
     --------
@@ -55,7 +56,9 @@ def executors_share_the_drivers_disk(master: str) -> bool:
     >>> [executors_share_the_drivers_disk(m) for m in ("yarn", "spark://10.0.0.5:7077", "k8s://https://h:443")]
     [False, False, False]
     """
-    return bool(_SAME_HOST.fullmatch(master.strip()))
+    from fruits.session import is_local_master
+
+    return is_local_master(master.strip())
 
 
 def shared_folders(shared_paths: str | None) -> list[str]:
