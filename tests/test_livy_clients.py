@@ -1,10 +1,11 @@
-"""The Livy double against a second real Livy client: pylivy (PyPI ``livy``), besides sparkmagic.
+"""The Livy double against two real Livy clients: pylivy (PyPI ``livy``) and sparkmagic's client classes.
 
-sparkmagic drives the double in ``tests/test_livy_notebook.py`` (the cloud notebook through
-papermill). pylivy is another client written against Apache Livy's REST API; it asks
+pylivy is written against Apache Livy's REST API independently of sparkmagic: it asks
 ``GET /version`` first and reads statement outputs its own way (``text/plain``,
-``application/json``, ``ename``/``evalue``/``traceback``). Here it talks to the real double,
-whose session is a real PySpark REPL process: what pylivy's user does, step by step.
+``application/json``, ``ename``/``evalue``/``traceback``). Both talk here to the real
+double, whose sessions are real PySpark REPL processes, step by step as their users do.
+sparkmagic also drives the double in ``tests/test_livy_notebook.py`` (the cloud notebook
+through papermill and its PySpark kernel).
 """
 
 from __future__ import annotations
@@ -130,3 +131,38 @@ def test_logs_statements_and_lists_page_as_livy_does(livy, tmp_path):
         livy.sessions.pop(900)
     missing = requests.get(f"{livy.url}/sessions/900", timeout=10)
     assert missing.status_code == 404 and missing.json() == {"msg": "Session '900' not found."}
+
+
+@pytest.mark.spark
+def test_sparkmagic_creates_runs_stores_fails_and_deletes_a_session(livy):
+    """The same steps through sparkmagic's own client classes (what its PySpark kernel calls), in process."""
+    from hdijupyterutils.ipythondisplay import IpythonDisplay
+    from sparkmagic.livyclientlib.command import Command
+    from sparkmagic.livyclientlib.endpoint import Endpoint
+    from sparkmagic.livyclientlib.livyreliablehttpclient import LivyReliableHttpClient
+    from sparkmagic.livyclientlib.livysession import LivySession as SparkmagicSession
+    from sparkmagic.livyclientlib.sparkstorecommand import SparkStoreCommand
+    from sparkmagic.utils import configuration
+
+    from fruits.cloud.livy.client import sparkmagic_config
+
+    saved = dict(configuration.d)  # sparkmagic's process-wide settings: restored at the end
+    configuration.override_all(sparkmagic_config(livy.url, startup_timeout=240))
+    http = LivyReliableHttpClient.from_endpoint(Endpoint(livy.url, None))
+    session = SparkmagicSession(http, {"kind": "pyspark", "driverMemory": "1g"}, IpythonDisplay())
+    try:
+        session.start()
+        assert session.status == "idle" and session.id in livy.sessions
+        assert Command("x = 6 * 7\nprint('hello')\nx").execute(session) == (True, "hello\n42", "text/plain")
+        Command("df = spark.createDataFrame([(1, 'apple'), (2, 'banana')], ['id', 'fruit'])").execute(session)
+        frame = SparkStoreCommand("df", samplemethod="take", maxrows=10).execute(session)  # %%spark -o df
+        assert frame.to_dict("list") == {"id": [1, 2], "fruit": ["apple", "banana"]}
+        success, text, _ = Command("1 / 0").execute(session)
+        assert not success and "ZeroDivisionError: division by zero" in text
+        session_id, process = session.id, livy.sessions[session.id].process
+        session.delete()
+        assert process.poll() is not None and session_id not in livy.sessions
+    finally:
+        configuration.override_all(saved)
+        if session.id in livy.sessions:  # a failure above: stop its process now
+            livy.delete_session(livy.sessions[session.id])
