@@ -18,6 +18,7 @@ without any JVM.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -148,9 +149,9 @@ def _create_namespaces() -> None:
         assert "default" not in routes, f"namespace {ns} must have no default route: {routes}"
 
 
-def _in_namespace(ns: str, command: list[str], *, env: dict, log: Path) -> subprocess.Popen:
+def _in_namespace(ns: str, command: list[str], *, env: dict, log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     with open(log, "wb") as handle:
-        return subprocess.Popen(["ip", "netns", "exec", ns, *command], env=env, stdout=handle, cwd=ROOT,
+        return subprocess.Popen(["ip", "netns", "exec", ns, *command], env=env, stdout=handle, cwd=cwd,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -176,30 +177,70 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=15)
 
 
+@dataclasses.dataclass(frozen=True)
+class Hosts:
+    """The two "hosts" of the module's cluster and the folders each sees."""
+
+    #: The test's own folder: logs, the driver's working folder. The worker host does not see it.
+    folder: Path
+    #: A folder visible at the same path on both hosts: it stands for NFS / EFS mounted on every node.
+    shared: Path
+    #: The worker host's own disk (its work dir, Spark's local dirs); the test reads executor logs there.
+    worker_disk: Path
+
+
+def _hidden_on_the_worker_host(folder: Path) -> list[str]:
+    """The driver's folders the worker host must not see: /tmp, pytest's base folder, the cache."""
+    from fruits import config
+
+    hidden = [Path("/tmp"), folder.parent]  # pytest's basetemp, wherever --basetemp put it
+    if config.cache_dir().is_dir():
+        hidden.append(config.cache_dir())
+    resolved = [path.resolve() for path in hidden]
+    # A folder inside another hidden one is hidden with it (and no longer exists to mount on).
+    return [str(path) for path in resolved
+            if not any(other != path and other in path.parents for other in resolved)]
+
+
+def _on_worker_host(hosts_folders: dict, command: list[str]) -> list[str]:
+    """``command`` in a private mount namespace where the driver's folders are empty tmpfs."""
+    mounts = [arg for path in hosts_folders["hide"] for arg in ("--hide", path)]
+    mounts += [arg for path in hosts_folders["share"] for arg in ("--share", path)]
+    return ["unshare", "--mount", "--propagation", "private", sys.executable,
+            str(ROOT / "tests" / "private_mounts.py"), *mounts, "--", *command]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A standalone master and a 2-core, 2 GiB worker on "host" ``MASTER_IP``; yields its folder."""
+    """A standalone master and a 4-core, 2 GiB worker on "host" ``MASTER_IP``, which shares no disk
+    with the driver except :attr:`Hosts.shared`; yields :class:`Hosts`."""
     if sys.platform != "linux" or subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
         pytest.skip("network namespaces need Linux and iproute2's `ip`")
     _remove_stale_namespaces()
     folder = tmp_path_factory.mktemp("cluster")
+    (folder / "driver-cwd").mkdir()
+    hosts = Hosts(folder=folder, shared=tmp_path_factory.mktemp("shared"),
+                  worker_disk=tmp_path_factory.mktemp("worker-disk"))
+    mounts = {"hide": _hidden_on_the_worker_host(folder), "share": [str(hosts.shared), str(hosts.worker_disk)]}
     processes: list[subprocess.Popen] = []
     try:
         _create_namespaces()
         env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": MASTER_IP,
-               "SPARK_DAEMON_MEMORY": "384m", "SPARK_LOCAL_DIRS": str(folder / "local"),
+               "SPARK_DAEMON_MEMORY": "384m", "SPARK_LOCAL_DIRS": str(hosts.worker_disk / "local"),
                "PYSPARK_PYTHON": sys.executable}
         spark_class = str(SPARK_HOME / "bin" / "spark-class")
-        master = _in_namespace(MASTER_NS, [spark_class, "org.apache.spark.deploy.master.Master", "--host", MASTER_IP,
-                                           "--port", "7077", "--webui-port", "0"], env=env, log=folder / "master.log")
+        master = _in_namespace(MASTER_NS, _on_worker_host(mounts, [
+            spark_class, "org.apache.spark.deploy.master.Master", "--host", MASTER_IP, "--port", "7077",
+            "--webui-port", "0"]), env=env, log=folder / "master.log", cwd=hosts.worker_disk)
         processes.append(master)
         _wait_for_line(folder / "master.log", "I have been elected leader", master, timeout=120)
-        worker = _in_namespace(MASTER_NS, [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", MASTER_IP,
-                                           "--cores", "2", "--memory", "2g", "--work-dir", str(folder / "work"),
-                                           "--webui-port", "0", MASTER_URL], env=env, log=folder / "worker.log")
+        worker = _in_namespace(MASTER_NS, _on_worker_host(mounts, [
+            spark_class, "org.apache.spark.deploy.worker.Worker", "--host", MASTER_IP, "--cores", "4",
+            "--memory", "2g", "--work-dir", str(hosts.worker_disk / "work"), "--webui-port", "0", MASTER_URL]),
+            env=env, log=folder / "worker.log", cwd=hosts.worker_disk)
         processes.append(worker)
         _wait_for_line(folder / "worker.log", "Successfully registered with master", worker, timeout=120)
-        yield folder
+        yield hosts
     finally:
         _stop(processes)
         for ns in (DRIVER_NS, MASTER_NS):
@@ -212,7 +253,8 @@ def _driver(command: list[str], *, folder: Path, name: str, timeout: float, env_
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env_extra or {})}
     log = folder / f"{name}.log"
     start = time.monotonic()
-    process = _in_namespace(DRIVER_NS, command, env=env, log=log)
+    # The driver's working folder is one the worker host does not see, like /tmp and the cache.
+    process = _in_namespace(DRIVER_NS, command, env=env, log=log, cwd=folder / "driver-cwd")
     try:
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -227,17 +269,23 @@ def _driver(command: list[str], *, folder: Path, name: str, timeout: float, env_
     return code, log.read_text(errors="replace"), time.monotonic() - start
 
 
-@pytest.mark.spark
-def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster, tmp_path):
-    images = generate_demo_images(tmp_path / "images", per_class=4, seed=3)
-    out = tmp_path / "out"
+def _fruits_run(cluster: Hosts, images: Path, out: Path, name: str, *, shared: list[Path], timeout: float = 300):
     command = [sys.executable, "-m", "fruits.cli", "run", "--input", str(images), "--output", str(out),
                "-p", "master", MASTER_URL, "-p", "weights", "random", "-p", "k", "4", "-p", "driver_memory", "1g",
-               # both "hosts" see this test's folder (one file system): said explicitly, as on NFS/EFS
-               "-p", "shared_paths", str(tmp_path)]
-    code, output, seconds = _driver(command, folder=cluster, name="run", timeout=300,
+               # the folders the user says every node mounts (NFS/EFS); here a claim the test controls
+               "-p", "shared_paths", ",".join(str(folder) for folder in shared)]
+    code, output, seconds = _driver(command, folder=cluster.folder, name=name, timeout=timeout,
                                     env_extra={"FRUITS_EXECUTOR_WAIT_SECONDS": "120"})
     assert code is not None, f"fruits run hung for {seconds:.0f} s:\n{output[-4000:]}"
+    return code, output
+
+
+@pytest.mark.spark
+def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster):
+    """Input and output on a folder both hosts mount (NFS/EFS): the run works, outputs on the driver's side."""
+    images = generate_demo_images(cluster.shared / "images", per_class=4, seed=3)
+    out = cluster.shared / "out"
+    code, output = _fruits_run(cluster, images, out, "run", shared=[cluster.shared])
     assert code == 0, f"fruits run failed:\n{output[-4000:]}"
     manifests = list(out.rglob("manifest.json"))  # wherever the output layout puts the published run
     assert len(manifests) == 1, manifests
@@ -245,10 +293,35 @@ def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster, tmp_path):
     assert manifest["counts"] == {"input": 25, "images": 24, "featurized": 24, "rejected": 1,
                                   "featurized_this_run": 24}
     assert (manifests[0].parent / "report.html").exists() and (manifests[0].parent / "pca").is_dir()
-    executor_logs = list((cluster / "work").glob("app-*/*/stderr"))
+    executor_logs = list((cluster.worker_disk / "work").glob("app-*/*/stderr"))
     assert executor_logs, "the work must have run in the worker's executors"
     assert any(f"Connecting to driver: spark://CoarseGrainedScheduler@{DRIVER_IP}:" in p.read_text(errors="replace")
                for p in executor_logs), "executors must call the driver at its routable address"
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("driver_only", ["input", "output"])
+def test_a_run_on_a_folder_only_the_driver_sees_fails_at_once_naming_it(cluster, tmp_path, driver_only):
+    """Input or output in the driver's /tmp, which the worker host does not see, although the user said
+    (``shared_paths``) that every node mounts it: a clear error at the first job, no output.
+
+    Before the executors' view was checked, a driver-only input or output died in the
+    listing with Spark's ``UNABLE_TO_INFER_SCHEMA`` (the executors had written the
+    listing to their own disk), which names neither the path nor the cause.
+    """
+    images = generate_demo_images((tmp_path if driver_only == "input" else cluster.shared / "in-ok") / "images",
+                                  per_class=2, seed=4)
+    out = (tmp_path if driver_only == "output" else cluster.shared / "out-ok") / "out"
+    # The user says both folders are mounted on every node (shared_paths), so the rule that refuses
+    # driver-only paths before Spark starts (fruits.storage.reach) lets the run through: only the
+    # executors can tell that the claim is wrong.
+    code, output = _fruits_run(cluster, images, out, f"driver-only-{driver_only}", shared=[cluster.shared, tmp_path])
+    assert code != 0, f"a run whose {driver_only} the executors cannot see must fail:\n{output[-4000:]}"
+    named = str(images) if driver_only == "input" else str(out)
+    assert "NotVisibleToExecutors" in output and named in output, output[-4000:]
+    assert "not visible to the executors" in output and "mounted on every node" in output, output[-4000:]
+    assert "UNABLE_TO_INFER_SCHEMA" not in output, output[-4000:]
+    assert not list(out.rglob("manifest.json")), "a failed run publishes nothing"
 
 
 LOOPBACK_DRIVER = textwrap.dedent("""
@@ -269,7 +342,7 @@ LOOPBACK_DRIVER = textwrap.dedent("""
 def test_executors_that_never_register_fail_in_bounded_time_naming_the_cause(cluster, conf, cause):
     wait = 20
     code, output, seconds = _driver([sys.executable, "-c", LOOPBACK_DRIVER, MASTER_URL, str(wait), *conf],
-                                    folder=cluster, name=conf[0].split("=")[0], timeout=wait + 150)
+                                    folder=cluster.folder, name=conf[0].split("=")[0], timeout=wait + 150)
     assert code is not None, f"the session hung for {seconds:.0f} s instead of failing after {wait} s:\n{output[-3000:]}"
     assert code != 0 and "UNEXPECTED" not in output
     assert "ExecutorsUnavailable: no executor ran a task within" in output, output[-3000:]
