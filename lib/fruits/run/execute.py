@@ -18,7 +18,9 @@ from fruits.analysis.pca import PcaResult
 from fruits.run import steps
 from fruits.run.manifest import build_manifest, write_json
 from fruits.run.plan import PreparedRun
+from fruits.session import is_local_master
 from fruits.storage import location
+from fruits.storage.executor_view import SHARED_STORAGE_HINT, NotVisibleToExecutors, check_executors_see
 from fruits.storage.layout import OutputLayout
 from fruits.storage.staged import staged_run
 from fruits.run.timing import StageTimer
@@ -73,6 +75,7 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
     writable = spark_can_access(spark, prepared.layout.root)
     work, previous_copy = prepared, None
     try:
+        check_folders_shared(spark, prepared, spark_writable=writable)
         if not writable and prepared.previous is not None and prepared.previous_layout is not None:
             # Spark reads the previous run an incremental run builds on: a local copy of what it needs.
             previous_copy = location.readable_copy(prepared.previous_layout.root, _PREVIOUS_OUTPUTS,
@@ -88,6 +91,25 @@ def execute(spark, prepared: PreparedRun) -> RunResult:
             location.remove(previous_copy)
     # Without an S3 connector the report reads the local mirror of the published run.
     return RunResult(prepared=prepared, manifest=manifest, pca=pca, published=staged.readable)
+
+
+def check_folders_shared(spark, prepared: PreparedRun, *, spark_writable: bool) -> None:
+    """Before the first job: the executors see the input, the training set and the output as the driver does.
+
+    Raises
+    ------
+    fruits.storage.executor_view.NotVisibleToExecutors
+        A local folder only the driver sees, on a cluster (see :mod:`fruits.storage.executor_view`).
+    """
+    if not spark_writable and not is_local_master(spark.sparkContext.master):
+        raise NotVisibleToExecutors(
+            f"output_dir {prepared.layout.root!r}: this Spark has no file system for "
+            f"{location.scheme(prepared.layout.root)}://, and the executors of a cluster cannot write the local "
+            f"copy a run would upload from the driver's disk instead.\n{SHARED_STORAGE_HINT}")
+    read = {"input_path": prepared.source.root}
+    if prepared.train_source is not None:
+        read["train_path"] = prepared.train_source.root
+    check_executors_see(spark, read=read, write={"output_dir": prepared.layout.root})
 
 
 def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict, PcaResult]:

@@ -18,6 +18,7 @@ from fruits.storage import location
 from fruits.storage.layout import OutputLayout, current_run, holds_run
 from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
+from fruits.storage.executor_view import check_executors_see
 from fruits.storage.staged import staged_run
 from fruits.engines.weights import RANDOM
 
@@ -86,6 +87,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     try:
         if holds_run(out.root) and not overwrite:
             raise ValueError(f"{output_dir!r} already holds a projection; pass --overwrite to replace it")
+        check_executors_see(spark, read={"input_path": input_path, "run_dir": run.root}, write={"output_dir": out.root})
         with staged_run(out.root, run_id, lease=lease, expected=pointer_token(out.root),
                         spark_writable=spark_can_access(spark, out.root)) as staged:
             staging = staged.layout

@@ -29,6 +29,7 @@ import warnings
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.storage.publish import DEFAULT_KEEP_RUNS, commit, complete, remove_stale_staging, staging_layout
 from fruits.storage import location
+from fruits.storage.executor_view import check_written_here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,7 @@ def staged_run(output_dir: str, run_id: str, *, lease=None, expected: str | None
         staged = StagedRun(layout=OutputLayout(os.path.join(mirror, run_id)), published=published, mirrored=True)
     try:
         yield staged
+        check_written_here(staged.layout.root)  # never publish what executors wrote to their own disks
         if staged.mirrored:
             location.upload(staged.layout.root, published.root)
         else:
