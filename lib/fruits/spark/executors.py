@@ -122,3 +122,64 @@ def _diagnosis(spark, waited: float, *, stopped: bool, error: object) -> str:
                  "FRUITS_EXECUTOR_WAIT_SECONDS sets how long to wait.")
     return "\n".join(lines)
 
+
+
+def python_worker_memory(spark, *, tasks: int | None = None) -> list[dict]:
+    """Peak address space and resident memory of every Python worker of the executors, in bytes.
+
+    Runs one small job (``tasks`` tasks, default one per executor core) whose tasks read
+    ``/proc`` on their own host (Linux): the executor JVM that started the task's Python
+    daemon, every daemon that JVM started (one per kind of Python work: RDD functions,
+    each SQL function's environment), and every worker those daemons forked. ``VmPeak`` and ``VmHWM`` are the
+    kernel's own high-water marks, so nothing between polls is missed; ``VmPeak`` is
+    what ``spark.executor.pyspark.memory`` caps (``RLIMIT_AS`` per worker). Run it while
+    the workers that did the work are still alive (``spark.python.worker.reuse``, the
+    project's setting, keeps them until the session stops).
+
+    Returns
+    -------
+    list of dict
+        ``host``, ``pid``, ``vm_peak``, ``vm_hwm``, ``rlimit_as`` (``None``: unlimited),
+        one per worker process, daemons excluded.
+    """
+    sc = spark.sparkContext
+    tasks = tasks or sc.defaultParallelism
+
+    def measure(_):
+        import os
+        import resource
+        import socket
+
+        def status(pid):
+            fields = {}
+            try:
+                with open(f"/proc/{pid}/status") as handle:
+                    for line in handle:
+                        name, _, value = line.partition(":")
+                        fields[name] = value.split()
+            except OSError:
+                return None
+            return fields
+
+        # The executor JVM starts one daemon per kind of Python work (RDD functions, each
+        # SQL function's environment): every daemon of this JVM, and every worker of theirs.
+        table = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                fields = status(entry)
+                if fields:
+                    table[int(entry)] = fields
+        executor = int(table.get(os.getppid(), {}).get("PPid", ["0"])[0])
+        daemons = {pid for pid, fields in table.items() if fields.get("PPid", ["0"])[0] == str(executor)}
+        children = [(pid, fields) for pid, fields in table.items() if int(fields.get("PPid", ["0"])[0]) in daemons]
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        for pid, fields in children:
+            yield {"host": socket.gethostname(), "daemon": int(fields["PPid"][0]), "pid": pid,
+                   "vm_peak": int(fields.get("VmPeak", ["0"])[0]) * 1024,
+                   "vm_hwm": int(fields.get("VmHWM", ["0"])[0]) * 1024,
+                   "rlimit_as": None if limit == resource.RLIM_INFINITY else limit}
+
+    sc.setJobDescription("fruits: Python workers' peak memory")
+    found = sc.parallelize(range(tasks), tasks).mapPartitions(measure).collect()
+    return sorted({(row["host"], row["daemon"], row["pid"]): row for row in found}.values(),
+                  key=lambda row: (row["host"], row["pid"]))
