@@ -26,6 +26,9 @@ def _commit(folder, *names):
 def test_a_committed_folder_must_hold_data_where_the_driver_looks(tmp_path):
     _commit(tmp_path / "run" / "features", "part-00000-x.snappy.parquet")
     _commit(tmp_path / "run" / "pca_model" / "metadata", "part-00000")
+    _commit(tmp_path / "run" / "by_label")  # a partitioned write: the parts are in its sub-folders
+    (tmp_path / "run" / "by_label" / "label=a").mkdir()
+    (tmp_path / "run" / "by_label" / "label=a" / "part-00000.parquet").write_bytes(b"")
     (tmp_path / "run" / "manifest.json").write_text("{}")
     check_written_here(str(tmp_path / "run"))
     check_written_here(f"file://{tmp_path / 'run'}")

@@ -347,3 +347,41 @@ def test_executors_that_never_register_fail_in_bounded_time_naming_the_cause(clu
     assert code != 0 and "UNEXPECTED" not in output
     assert "ExecutorsUnavailable: no executor ran a task within" in output, output[-3000:]
     assert cause in output, output[-3000:]
+
+
+# --- EMR's executor shape on the worker host ------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_every_engine_runs_at_emrs_executor_shape_under_the_configured_cap(cluster, real_images, real_weights,
+                                                                           real_tflite):
+    """EMR's executors (1 GiB heap, 4 cores, 512 MiB overhead, the pyspark memory cap) on the other host:
+    every engine featurizes real images in 4 concurrent tasks, each Python worker capped as on EMR, and
+    each engine's measured peak leaves the headroom the cap was sized with (``bench/emr_shape.py``)."""
+    from fruits import spark_settings
+    from tests.conftest import copy_slice
+
+    cores = int(spark_settings.EXECUTOR["spark.executor.cores"])
+    cap_mib = int(spark_settings.EXECUTOR["spark.executor.pyspark.memory"].rstrip("m")) // cores
+    images = copy_slice(real_images / "Test", cluster.shared / "emr-shape" / "images", classes=2, per_class=4)
+    out = cluster.shared / "emr-shape" / "figures"
+    command = [sys.executable, str(ROOT / "bench" / "emr_shape.py"), "--master", MASTER_URL, "--input", str(images),
+               "--scratch", str(cluster.shared / "emr-shape"), "--keep-cap", "--out", str(out)]
+    code, output, seconds = _driver(command, folder=cluster.folder, name="emr-shape", timeout=900,
+                                    env_extra={"FRUITS_WEIGHTS": str(real_weights), "FRUITS_TFLITE_MODEL": str(real_tflite)})
+    assert code == 0, f"exit {code} after {seconds:.0f} s:\n{output[-4000:]}"
+    document = json.loads((out / "emr_shape.json").read_text())
+    assert [r["engine"] for r in document["results"]] == ["onnx", "onnx-int8", "tflite", "keras"]
+    for result in document["results"]:
+        assert result["featurized"] == result["images"] == 8 and result["errors"] == [], result
+        assert result["tasks_at_once"] == cores and result["workers"] >= cores, result
+        assert result["rlimit_as_mib"] == cap_mib, f"workers must run under EMR's cap: {result}"
+        assert result["vm_peak_mib"] * HEADROOM_OVER_PEAK <= cap_mib, f"less than 25 % headroom: {result}"
+    commands = [line for p in (cluster.worker_disk / "work").glob("app-*/*/stderr")
+                for line in p.read_text(errors="replace").splitlines() if line.startswith("Spark Executor Command:")]
+    assert any("-Xmx1024M" in line for line in commands), \
+        "the executors ran on the worker host with EMR's 1 GiB heap"
+
+
+#: The cap leaves at least this much over every engine's peak address space (issue 24).
+HEADROOM_OVER_PEAK = 1.25

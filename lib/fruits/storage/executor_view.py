@@ -197,7 +197,8 @@ def check_written_here(folder: str) -> None:
     Spark's job commit runs on the driver: when executors wrote their task files to
     their own disks, the driver still writes ``_SUCCESS`` into an otherwise empty
     folder. Spark writes at least one ``part-`` file for every DataFrame, even an
-    empty one, so ``_SUCCESS`` alone means the data is elsewhere.
+    empty one (in a sub-folder when the write is partitioned), so ``_SUCCESS`` with
+    no ``part-`` file beneath it means the data is elsewhere.
 
     Raises
     ------
@@ -209,8 +210,13 @@ def check_written_here(folder: str) -> None:
         return
     for current, folders, files in os.walk(path):
         folders.sort()
-        if "_SUCCESS" in files and not any(name.startswith("part-") for name in files):
+        if "_SUCCESS" in files and not _holds_part_file(current):
             raise NotVisibleToExecutors(
                 f"{current!r} was committed by Spark but holds no data file here: the executors wrote it to "
                 f"a folder of the same name on their own disks.\n{SHARED_STORAGE_HINT}")
 
+
+
+def _holds_part_file(folder: str) -> bool:
+    """A ``part-`` file in ``folder`` or any folder below it."""
+    return any(name.startswith("part-") for _, _, files in os.walk(folder) for name in files)
