@@ -30,6 +30,12 @@ FEATURIZATION = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     # Reused Python workers keep the cached model across tasks (the default, made explicit).
     "spark.python.worker.reuse": "true",
+    # Arrow's default allocator in the Python workers (mimalloc) reserves about 1 GiB of
+    # address space at its first allocation, which counts against each worker's RLIMIT_AS
+    # (spark.executor.pyspark.memory / cores) though it is never touched; the system
+    # allocator reserves none. Measured at EMR's executor shape (bench/emr_shape.py,
+    # docs/emr-sizing.md): about 1 GiB less peak virtual memory per worker, the same RSS.
+    "spark.executorEnv.ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 
 #: Only the sessions this library builds (not the cluster's defaults, which other jobs share):
