@@ -39,6 +39,7 @@
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     "spark.python.worker.reuse": "true",
+    "spark.executorEnv.ARROW_DEFAULT_MEMORY_POOL": "system",
     "spark.python.daemon.module": "fruits.spark.python_daemon"
   }
 }
