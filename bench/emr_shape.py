@@ -81,14 +81,15 @@ def measure_engine(master: str, engine_name: str, images: str, scratch: str, *, 
     }
 
 
-def sizing(results: list[dict], *, cores: int, sized_for: tuple[str, ...]) -> dict:
-    """The cap the measured peaks ask for: :data:`HEADROOM` over the largest of ``sized_for``."""
+def sizing(results: list[dict], *, cores: int) -> dict:
+    """Each engine's headroom under the configured cap, and the cap :data:`HEADROOM` over the largest peak asks for."""
     from fruits import spark_settings
 
-    peak = max(r["vm_peak_mib"] for r in results if r["engine"] in sized_for)
     configured = _mib(spark_settings.EXECUTOR["spark.executor.pyspark.memory"]) // cores
-    return {"sized_for": list(sized_for), "largest_peak_mib": peak, "needed_per_worker_mib": round(peak * HEADROOM),
-            "configured_per_worker_mib": configured, "headroom": round(configured / peak - 1, 3)}
+    peak = max(r["vm_peak_mib"] for r in results)
+    return {"configured_per_worker_mib": configured, "largest_peak_mib": peak,
+            "needed_per_worker_mib": round(peak * HEADROOM),
+            "headroom": {r["engine"]: round(configured / r["vm_peak_mib"] - 1, 3) for r in results}}
 
 
 def _mib(size: str) -> int:
@@ -109,16 +110,18 @@ def report(document: dict) -> str:
              f"{document['shape']}; {document['images']} real Test images, engines' default batch sizes, "
              "1 thread per task; each engine in its own application.", "",
              "| engine | images featurized | Python workers | peak virtual, VmPeak (MiB) | peak resident, VmHWM (MiB) "
-             "| resident, all workers (MiB) | cap per worker when measured (MiB) |",
+             "| resident, all worker processes (MiB) | cap per worker when measured (MiB) |",
              "|---|---|---|---|---|---|---|"]
     for r in document["results"]:
         lines.append(f"| {r['engine']} | {r['featurized']}/{r['images']} | {r['workers']} | {r['vm_peak_mib']} | "
                      f"{r['rss_peak_mib']} | {r['rss_sum_mib']} | {r['rlimit_as_mib']} |")
     s = document.get("sizing")
     if s:
-        lines += ["", f"Cap per worker configured: {s['configured_per_worker_mib']} MiB; largest peak of "
-                      f"{', '.join(s['sized_for'])}: {s['largest_peak_mib']} MiB; headroom {s['headroom']:.0%} "
-                      f"(needed: {HEADROOM - 1:.0%}, i.e. {s['needed_per_worker_mib']} MiB)."]
+        each = ", ".join(f"{engine} {share:.0%}" for engine, share in s["headroom"].items())
+        lines += ["", f"Cap per worker configured: {s['configured_per_worker_mib']} MiB "
+                      f"(spark.executor.pyspark.memory / spark.executor.cores); headroom over each engine's peak: "
+                      f"{each}. {HEADROOM - 1:.0%} over the largest peak ({s['largest_peak_mib']} MiB) needs "
+                      f"{s['needed_per_worker_mib']} MiB."]
     return "\n".join(lines) + "\n"
 
 
@@ -193,9 +196,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="spark.executor.pyspark.memory while measuring (default 32g: 8 GiB per worker)")
     parser.add_argument("--keep-cap", action="store_true", help="measure under the configured cap instead")
     parser.add_argument("--out", default=str(HERE / "results" / "emr-shape"))
+    parser.add_argument("--report", metavar="JSON", help="only print (and rewrite the .md beside) a result file")
     args = parser.parse_args(argv)
+    if args.report:
+        document = json.loads(Path(args.report).read_text())
+        from fruits import spark_settings
+
+        document["sizing"] = sizing(document["results"], cores=int(spark_settings.EXECUTOR["spark.executor.cores"]))
+        Path(args.report).write_text(json.dumps(document, indent=2) + "\n")
+        Path(args.report).with_suffix(".md").write_text(report(document))
+        print(report(document))
+        return 0
     import tempfile
 
+    commit = _commit()  # the code measured, whatever is committed while it runs
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="fruits-emr-shape-"))
     weights, tflite = os.environ.get("FRUITS_WEIGHTS"), os.environ.get("FRUITS_TFLITE_MODEL")
     if args.input:
@@ -222,12 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     from fruits import spark_settings
 
     cores = int(spark_settings.EXECUTOR["spark.executor.cores"])
-    document = {"commit": _commit(), "master": master, "images": results[0]["images"] if results else 0,
+    document = {"commit": commit, "master": master, "images": results[0]["images"] if results else 0,
                 "shape": ", ".join(f"{k}={v}" for k, v in spark_settings.EXECUTOR.items()),
                 "measured_with_pyspark_memory": None if args.keep_cap else args.pyspark_memory, "results": results}
-    capped = tuple(e for e in ("onnx", "onnx-int8", "tflite") if any(r["engine"] == e for r in results))
-    if capped:
-        document["sizing"] = sizing(results, cores=cores, sized_for=capped)
+    if results:
+        document["sizing"] = sizing(results, cores=cores)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "emr_shape.json").write_text(json.dumps(document, indent=2) + "\n")
