@@ -4,8 +4,9 @@
 passes ``pyspark.memory / spark.executor.cores`` (MiB) to every worker as
 ``PYSPARK_EXECUTOR_MEMORY_MB`` (``BasePythonRunner.compute``), and ``worker.py`` sets
 ``RLIMIT_AS`` to it at each task, in local mode as on a cluster. ``RLIMIT_AS`` counts
-virtual memory, not RSS: ONNX Runtime, Arrow's allocator (mimalloc reserves 1 GiB at
-its first allocation) and TensorFlow reserve far more than they touch, so the cap must
+virtual memory, not RSS: ONNX Runtime and TensorFlow reserve far more than they touch,
+and Arrow's default allocator (mimalloc) reserves 1 GiB at its first allocation, which is
+why the workers use the system allocator (``spark_settings.FEATURIZATION``). The cap must
 clear the workers' measured virtual peak, not their RSS.
 
 On YARN the same setting is also part of the executor's container (heap +
@@ -39,14 +40,13 @@ APPLICATION_MASTER_MB = 512 + 384
 #: Container sizes are rounded up to yarn.scheduler.minimum-allocation-mb; any value up to
 #: 1 GiB keeps the sizing valid.
 YARN_ROUNDING_MB = 1024
-#: Peak virtual memory (VmPeak, MiB) of one Python worker featurizing real images, per engine.
-#: Source: ``python bench/benchmark.py --images 400 --modes default onnx-int8 keras tflite``
-#: (column "peak Python worker virtual memory"), local[2], batch 32, 1 thread per task, 2026-11-30.
-#: Probing RLIMIT_AS directly with one full batch: onnx fails at 1792 MiB per worker and works
-#: at 2048 MiB; onnx-int8 works at 2048 MiB too (its peak is address space it reserves, not needs).
-WORKER_VM_PEAK_MB = {"onnx": 2013, "onnx-int8": 2291, "tflite": 1429, "keras": 3272}
-#: Headroom above the default engine's measured peak (larger batches, more threads, another libc).
-MARGIN = 1.10
+#: Each engine's Python workers measured at EMR's executor shape (4 cores, 1 GiB heap, 4 tasks
+#: at once, 1,100 real Test images): ``bench/results/emr-shape/emr_shape.json``, written by
+#: ``python bench/emr_shape.py`` (docs/emr-sizing.md). VmPeak is what RLIMIT_AS caps.
+MEASURED = json.loads((ROOT / "bench" / "results" / "emr-shape" / "emr_shape.json").read_text())
+WORKER_VM_PEAK_MB = {result["engine"]: result["vm_peak_mib"] for result in MEASURED["results"]}
+#: Headroom the cap leaves over every engine's measured peak (other images, another libc, more threads).
+MARGIN = 1.25
 
 
 def mib(size: str) -> int:
@@ -103,12 +103,11 @@ def test_default_cluster_uses_every_vcpu_and_fits_yarn_memory():
         "sized for client mode: a cluster-mode driver would take a node's executor room"
     # The node that also hosts the session's ApplicationMaster must still fit all its executors.
     assert per_node * round_up(size["container_mb"]) + round_up(APPLICATION_MASTER_MB) <= node["yarn_mb"]
-    assert size["worker_rlimit_mb"] >= MARGIN * WORKER_VM_PEAK_MB["onnx"], "the default engine must fit"
-    assert size["worker_rlimit_mb"] >= max(WORKER_VM_PEAK_MB["onnx-int8"], WORKER_VM_PEAK_MB["tflite"])
-    # The reference engine does not fit four workers per node: it needs a session with
-    # executorCores 2, whose workers get twice the address space.
-    assert WORKER_VM_PEAK_MB["keras"] * MARGIN > size["worker_rlimit_mb"]
-    assert size["worker_rlimit_mb"] * 2 >= MARGIN * WORKER_VM_PEAK_MB["keras"]
+    assert set(WORKER_VM_PEAK_MB) == {"onnx", "onnx-int8", "tflite", "keras"}, "every engine measured"
+    for engine, peak in WORKER_VM_PEAK_MB.items():
+        assert size["worker_rlimit_mb"] >= MARGIN * peak, f"{engine}: less than 25 % over its measured peak {peak} MiB"
+    assert MEASURED["sizing"]["configured_per_worker_mib"] == size["worker_rlimit_mb"], \
+        "the measured figures were taken under the configured cap: rerun bench/emr_shape.py"
 
 
 def test_cloud_notebook_asks_for_the_cluster_defaults_and_an_achievable_executor_count():
@@ -139,9 +138,11 @@ WORKER = textwrap.dedent("""
 
     def rlimit(_):
         import resource
-        yield resource.getrlimit(resource.RLIMIT_AS)[0]
+        import pyarrow
+        yield resource.getrlimit(resource.RLIMIT_AS)[0], pyarrow.default_memory_pool().backend_name
 
-    result = {"rlimits": sorted(set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(rlimit).collect()))}
+    found = spark.sparkContext.parallelize(range(4), 4).mapPartitions(rlimit).collect()
+    result = {"rlimits": sorted({limit for limit, _ in found}), "arrow_pools": sorted({pool for _, pool in found})}
     if images:
         from fruits.featurize.step import featurize
         from fruits.inputs.listing import check_input, list_files
@@ -178,6 +179,9 @@ def emr_worker_settings() -> dict:
 def test_a_local_session_caps_python_workers_like_the_emr_configuration():
     result = run_worker(emr_worker_settings())
     assert result["rlimits"] == [sizing(classification("spark-defaults"))["worker_rlimit_mb"] * 2**20]
+    # mimalloc, Arrow's default, reserves ~1 GiB of address space per worker against that cap.
+    assert result["arrow_pools"] == ["system"]
+    assert classification("spark-defaults")["spark.executorEnv.ARROW_DEFAULT_MEMORY_POOL"] == "system"
 
 
 @pytest.mark.slow
