@@ -1,6 +1,6 @@
 """Python workers' memory at EMR's executor shape: 1 GiB heap, 4 cores, 4 tasks at once, every engine.
 
-EMR's executors (:data:`fruits.spark_settings.EXECUTOR`) run four tasks at once, so
+EMR's executors (:data:`fruits.spark.settings.EXECUTOR`) run four tasks at once, so
 four Python workers at once, each capped by ``spark.executor.pyspark.memory / 4`` of
 address space (``RLIMIT_AS``). This measures, per engine, each Python worker's peak
 address space (``VmPeak``, what the cap limits) and peak resident memory (``VmHWM``)
@@ -10,7 +10,7 @@ has; a standalone worker does not enforce the overhead, YARN does).
 
 Each engine runs in its own application, so its workers are fresh processes; the
 figures are the kernel's high-water marks, read on the executor's host by
-:func:`fruits.cluster_check.python_worker_memory` before the application ends.
+:func:`fruits.spark.executors.python_worker_memory` before the application ends.
 
     python bench/emr_shape.py --images 1100                 # starts a 4-core worker on 127.0.0.1
     python bench/emr_shape.py --master spark://H:7077 ...   # an existing cluster (tests/test_multihost.py)
@@ -43,12 +43,13 @@ MIB = 2**20
 def measure_engine(master: str, engine_name: str, images: str, scratch: str, *, pyspark_memory: str | None,
                    weights: str | None, tflite: str | None) -> dict:
     """Featurize ``images`` with ``engine_name`` in 4 concurrent tasks at EMR's shape; the workers' peaks."""
-    from fruits import engines, spark_settings
-    from fruits.cluster_check import python_worker_memory
-    from fruits.featurize import featurize
+    from fruits import engines
+    from fruits.spark import settings as spark_settings
+    from fruits.spark.executors import python_worker_memory
+    from fruits.featurize.step import featurize
     from fruits.inputs.listing import check_input, list_files
     from fruits.inputs.reading import read_images
-    from fruits.session import local_spark
+    from fruits.spark.session import local_spark
 
     conf = {**spark_settings.EXECUTOR, "spark.task.maxFailures": "1", "spark.cores.max": "4"}
     if pyspark_memory:
@@ -83,7 +84,7 @@ def measure_engine(master: str, engine_name: str, images: str, scratch: str, *, 
 
 def sizing(results: list[dict], *, cores: int) -> dict:
     """Each engine's headroom under the configured cap, and the cap :data:`HEADROOM` over the largest peak asks for."""
-    from fruits import spark_settings
+    from fruits.spark import settings as spark_settings
 
     configured = _mib(spark_settings.EXECUTOR["spark.executor.pyspark.memory"]) // cores
     peak = max(r["vm_peak_mib"] for r in results)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         document = json.loads(Path(args.report).read_text())
-        from fruits import spark_settings
+        from fruits.spark import settings as spark_settings
 
         document["sizing"] = sizing(document["results"], cores=int(spark_settings.EXECUTOR["spark.executor.cores"]))
         Path(args.report).write_text(json.dumps(document, indent=2) + "\n")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
     finally:
         stop_cluster(processes)
-    from fruits import spark_settings
+    from fruits.spark import settings as spark_settings
 
     cores = int(spark_settings.EXECUTOR["spark.executor.cores"])
     document = {"commit": commit, "master": master, "images": results[0]["images"] if results else 0,

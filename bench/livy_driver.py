@@ -92,7 +92,7 @@ class DriverPeaks:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fruits import spark_settings
+    from fruits.spark import settings as spark_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1100)

@@ -358,7 +358,7 @@ def test_every_engine_runs_at_emrs_executor_shape_under_the_configured_cap(clust
     """EMR's executors (1 GiB heap, 4 cores, 512 MiB overhead, the pyspark memory cap) on the other host:
     every engine featurizes real images in 4 concurrent tasks, each Python worker capped as on EMR, and
     each engine's measured peak leaves the headroom the cap was sized with (``bench/emr_shape.py``)."""
-    from fruits import spark_settings
+    from fruits.spark import settings as spark_settings
     from tests.conftest import copy_slice
 
     cores = int(spark_settings.EXECUTOR["spark.executor.cores"])

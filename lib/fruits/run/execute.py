@@ -18,7 +18,7 @@ from fruits.analysis.pca import PcaResult
 from fruits.run import steps
 from fruits.run.manifest import build_manifest, write_json
 from fruits.run.plan import PreparedRun
-from fruits.session import is_local_master
+from fruits.spark.session import is_local_master
 from fruits.storage import location
 from fruits.storage.executor_view import SHARED_STORAGE_HINT, NotVisibleToExecutors, check_executors_see
 from fruits.storage.layout import OutputLayout

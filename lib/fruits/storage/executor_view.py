@@ -61,7 +61,7 @@ def check_executors_see(spark, *, read: Mapping[str, str] | None = None, write: 
         writes and removes one small file in it).
     timeout : float, optional
         Seconds the check's job may take (default: the executor wait,
-        :func:`fruits.session.executor_wait_seconds`).
+        :func:`fruits.spark.session.executor_wait_seconds`).
 
     Raises
     ------
@@ -69,10 +69,10 @@ def check_executors_see(spark, *, read: Mapping[str, str] | None = None, write: 
         A folder is missing on an executor's host, holds other files there, or a file
         written on one side does not appear on the other; the message names the
         parameter, the path, the hosts and :data:`SHARED_STORAGE_HINT`.
-    fruits.cluster_check.ExecutorsUnavailable
+    fruits.spark.executors.ExecutorsUnavailable
         The check's job did not finish within ``timeout``.
     """
-    from fruits.session import executor_wait_seconds, is_local_master
+    from fruits.spark.session import executor_wait_seconds, is_local_master
 
     sc = spark.sparkContext
     read = {name: location.local_path(path) for name, path in (read or {}).items() if location.local_path(path)}
@@ -164,7 +164,7 @@ def _bounded(spark, job, *, timeout: float):
     """``job()`` in a thread with a deadline; on timeout cancel it and raise ExecutorsUnavailable."""
     from pyspark import InheritableThread
 
-    from fruits.cluster_check import ExecutorsUnavailable
+    from fruits.spark.executors import ExecutorsUnavailable
 
     sc = spark.sparkContext
     group = f"fruits-visibility-{uuid.uuid4().hex[:8]}"
