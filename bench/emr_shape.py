@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
     finally:
         stop_cluster(processes)
+        if not args.scratch:  # a temporary folder of ours: the copied images, listings, worker logs
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
     from fruits.spark import settings as spark_settings
 
     cores = int(spark_settings.EXECUTOR["spark.executor.cores"])

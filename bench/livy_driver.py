@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.monotonic() - started
     finally:
         stop_cluster(processes)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)  # the copied images, the run's output, worker logs
     if run.returncode != 0:
         print(output[-4000:])
         return run.returncode
