@@ -57,7 +57,8 @@ class MotoServer:
         try:
             self.process = subprocess.Popen([str(venv_bin() / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **CREDENTIALS})
+                                            env={**os.environ, **CREDENTIALS},
+                                            start_new_session=True)  # a terminal's Ctrl-C is the hub's to handle
         finally:
             if self.log:
                 out.close()
