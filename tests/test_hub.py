@@ -39,7 +39,19 @@ REGION = "eu-west-3"
 NOTEBOOK = "fruits/02-featurize-emr.ipynb"
 #: Figure cells of the notebook (as tests/test_livy_notebook.py counts them).
 FIGURES = 9
-pytestmark = [pytest.mark.slow, pytest.mark.spark]
+def hub_test(test):
+    """The tests that start a hub: real images and weights, Spark through Livy, minutes each."""
+    return pytest.mark.slow(pytest.mark.spark(test))
+
+
+def test_without_root_fruits_hub_says_so_in_one_line_and_fails(monkeypatch, capsys, tmp_path):
+    from fruits.cli import main
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["hub", "--state", str(tmp_path / "state")]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.count("\n") == 1 and "fruits hub needs root" in printed.err
+    assert not (tmp_path / "state").exists()
 
 
 def unavailable(reason: str):
@@ -68,7 +80,7 @@ def prerequisites():
 
 
 @pytest.fixture(scope="module")
-def livy(tmp_path_factory):
+def livy(tmp_path_factory, prerequisites):
     """The Livy double, shared by both hubs of the module (as Livy outlives nothing on EMR: one per cluster
     would do too; one here saves a Spark start)."""
     from fruits.cloud.livy.server import LivyDouble
@@ -122,6 +134,7 @@ def shadow_of(hub) -> bytes:
     return (hub.state.etc / "shadow").read_bytes()
 
 
+@hub_test
 def test_the_users_step_is_idempotent_and_a_rotated_password_replaces_the_old_one(hub):
     from fruits.cloud.hub.aws import aws_environment, fruits_command
 
@@ -280,6 +293,7 @@ def outputs_of(notebook) -> tuple[int, list[str]]:
     return figures, errors
 
 
+@hub_test
 def test_alice_runs_the_notebook_from_s3_in_the_browser_and_bob_does_not_see_it(
         hub, moto, livy, real_images, real_weights, tmp_path_factory, tmp_path):  # noqa: F811
     from playwright.sync_api import sync_playwright
@@ -323,7 +337,7 @@ def test_alice_runs_the_notebook_from_s3_in_the_browser_and_bob_does_not_see_it(
             assert error_outputs(page) == []
             widths = figures_shown(page)
             assert len(widths) >= FIGURES and all(w > 0 for w in widths), widths
-            text = page.inner_text(".jp-Notebook")
+            text = page.eval_on_selector(".jp-Notebook", "n => n.textContent")  # cells off screen included
             assert "cumulative variance at k" in text and "featurization speed" in text and "featurized" in text
             page.locator(".jp-Notebook .jp-RenderedImage img").nth(3).scroll_into_view_if_needed()
             browser.shot(page, "alice-figures")
@@ -339,6 +353,8 @@ def test_alice_runs_the_notebook_from_s3_in_the_browser_and_bob_does_not_see_it(
                 time.sleep(1)
             figures, errors = outputs_of(saved_notebook(s3, alice_key))
             assert figures >= FIGURES and errors == []
+            kept = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="jupyter/alice/")["Contents"]}
+            assert kept == {alice_key, "jupyter/alice/fruits/.s3keep"}, kept
             page.goto(f"{hub.url}/hub/logout", wait_until="load")
 
             log_in(page, hub, "bob", hub.password("bob"))
@@ -357,6 +373,10 @@ def test_alice_runs_the_notebook_from_s3_in_the_browser_and_bob_does_not_see_it(
             browser.shot(page, "bob-tries-alices-server")
             assert "/user/alice/lab" not in page.url or "image/png" not in page.content()
             print("requests aborted (not to 127.0.0.1):", browser.blocked[:10])
+        except BaseException:
+            browser.shot(page, "failed")
+            print("the hub's log:\n" + hub.container.log_tail(120) if hub.container else "(hub stopped)")
+            raise
         finally:
             browser.close()
 

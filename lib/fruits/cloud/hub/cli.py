@@ -32,10 +32,16 @@ def add_parser(commands) -> None:
 
 def run_command(args) -> int:
     from fruits.cloud.emr.users import parse_users
-    from fruits.cloud.hub.container import HubUnavailable
-    from fruits.cloud.hub.runner import DEFAULT_BUCKET, LocalHub
+    from fruits.cloud.hub.container import HubUnavailable, check_prerequisites
+    from fruits.cloud.hub.runner import DEFAULT_BUCKET, LocalHub, check_proxy
 
     users = parse_users(args.users)
+    try:
+        check_prerequisites()
+        check_proxy()
+    except HubUnavailable as exc:
+        print(f"fruits hub: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     hub = LocalHub(args.state, users=users, port=args.port, bucket=args.bucket or DEFAULT_BUCKET,
                    endpoint_url=args.endpoint_url, livy_url=args.livy, livy_master=args.master,
                    echo=lambda line: print(line, flush=True))
@@ -46,11 +52,7 @@ def run_command(args) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        try:
-            hub.start()
-        except HubUnavailable as exc:
-            print(f"fruits hub: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+        hub.start()
         print(f"\nJupyterHub (as on EMR) at https://localhost:{args.port} (self-signed certificate: your browser "
               f"warns once). The default jovyan/jupyter is locked.", flush=True)
         for user in users:

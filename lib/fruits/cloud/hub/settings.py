@@ -11,9 +11,10 @@ They follow what EMR configures (https://docs.aws.amazon.com/emr/latest/ReleaseG
   ``jupyter/<user>/`` of the bucket (EMR's ``jupyter-s3-conf`` with ``s3.persistence.enabled``),
   from ``/etc/jupyter/jupyter_server_config.py`` of the container (Jupyter's system-wide config
   folder, inside the container's own ``/etc``).
-- sparkmagic: ``/etc/jupyter/sparkmagic/config.json`` with the Livy URL
-  (:func:`fruits.cloud.livy.client.sparkmagic_config`); EMR writes it through
-  ``jupyter-sparkmagic-conf``.
+- sparkmagic: ``~/.sparkmagic/config.json`` of each user with the Livy URL
+  (:func:`fruits.cloud.livy.client.sparkmagic_config`), from the container's ``/etc/skel`` (which
+  ``useradd -m`` copies into each new home): sparkmagic also writes its logs into that folder, so
+  it must be the user's own. EMR writes the file through ``jupyter-sparkmagic-conf``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from fruits.cloud.livy.client import sparkmagic_config
 
 #: Inside the container: Jupyter's system-wide configuration folder (on the container's own /etc).
 JUPYTER_ETC = "/etc/jupyter"
-SPARKMAGIC_ETC = f"{JUPYTER_ETC}/sparkmagic"
 
 
 def venv_bin() -> Path:
@@ -48,7 +48,9 @@ def hub_config(*, state: HubState, port: int, hub_port: int, proxy_api_port: int
         "db_url": f"sqlite:///{state.hub_dir / 'jupyterhub.sqlite'}",
         "cookie_secret": str(state.hub_dir / "jupyterhub_cookie_secret"),
         "singleuser": [str(venv_bin() / "jupyterhub-singleuser")],
-        "environment": {"SPARKMAGIC_CONF_DIR": SPARKMAGIC_ETC, "SPARKMAGIC_CONF_FILE": "config.json"},
+        # The image's PATH: its Python first (EMR's has /opt/conda/bin), then the system's; not the
+        # caller's, which may name folders of root's home that the users cannot open.
+        "environment": {"PATH": f"{venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
     }
     v = {key: json.dumps(value) for key, value in values.items()}
     return f'''# Written by fruits hub (fruits.cloud.hub.settings) at each start; EMR's JupyterHub, on this machine.
@@ -99,6 +101,9 @@ c.S3ContentsManager.endpoint_url = {values["endpoint"]}
 c.S3ContentsManager.region_name = {values["region"]}
 c.S3ContentsManager.access_key_id = "testing"
 c.S3ContentsManager.secret_access_key = "testing"
+# EMR's image has no jupytext; here it is installed (for the project's paired notebooks) and would
+# save a .py copy next to every notebook saved: off, as on EMR.
+c.ServerApp.jpserver_extensions = {{"jupytext": False}}
 '''
 
 
@@ -112,9 +117,9 @@ def write_all(*, state: HubState, port: int, hub_port: int, proxy_api_port: int,
     jupyter.mkdir(parents=True, exist_ok=True)
     (jupyter / "jupyter_server_config.py").write_text(server_config(bucket=bucket, endpoint_url=endpoint_url,
                                                                     region=region))
-    sparkmagic = jupyter / "sparkmagic"
-    sparkmagic.mkdir(exist_ok=True)
+    jupyter.chmod(0o755)
+    sparkmagic = state.etc / "skel" / ".sparkmagic"
+    sparkmagic.mkdir(parents=True, exist_ok=True)
+    sparkmagic.chmod(0o755)
     (sparkmagic / "config.json").write_text(json.dumps(sparkmagic_config(livy_url), indent=2))
-    for folder in (jupyter, sparkmagic):
-        folder.chmod(0o755)
     return hub
