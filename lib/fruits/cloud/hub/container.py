@@ -179,9 +179,13 @@ class Container:
         self.log = state.hub_dir / "jupyterhub.log"
 
     def start(self, *, timeout: float = 30) -> "Container":
+        reach = blocked_paths([sys.base_prefix, sys.prefix, self.hub_command[0]])
+        for folder, _ in reach:
+            if self.state.root.is_relative_to(folder):
+                raise HubUnavailable(f"the state folder {self.state.root} is under {folder}, which the container "
+                                     f"replaces with its own (for the users' sake): choose a folder elsewhere")
         script = self.state.container / "init.sh"
-        script.write_text(init_script(self.state, self.hub_command,
-                                      reach=blocked_paths([sys.base_prefix, sys.prefix, self.hub_command[0]])))
+        script.write_text(init_script(self.state, self.hub_command, reach=reach))
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",

@@ -50,7 +50,10 @@ def hub_config(*, state: HubState, port: int, hub_port: int, proxy_api_port: int
         "singleuser": [str(venv_bin() / "jupyterhub-singleuser")],
         # The image's PATH: its Python first (EMR's has /opt/conda/bin), then the system's; not the
         # caller's, which may name folders of root's home that the users cannot open.
-        "environment": {"PATH": f"{venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        # JUPYTER_CONFIG_PATH: /etc/jupyter's settings win over those of this Python's own
+        # etc/jupyter (which enables jupytext), as the image's settings do on EMR.
+        "environment": {"PATH": f"{venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "JUPYTER_CONFIG_PATH": JUPYTER_ETC},
     }
     v = {key: json.dumps(value) for key, value in values.items()}
     return f'''# Written by fruits hub (fruits.cloud.hub.settings) at each start; EMR's JupyterHub, on this machine.
@@ -103,7 +106,7 @@ c.S3ContentsManager.access_key_id = "testing"
 c.S3ContentsManager.secret_access_key = "testing"
 # EMR's image has no jupytext; here it is installed (for the project's paired notebooks) and would
 # save a .py copy next to every notebook saved: off, as on EMR.
-c.ServerApp.jpserver_extensions = {{"jupytext": False}}
+c.ServerApp.jpserver_extensions = {{"jupyterlab_jupytext": False}}
 '''
 
 
