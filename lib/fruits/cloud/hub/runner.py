@@ -21,7 +21,7 @@ from fruits.cloud.emr.users import check_user
 from fruits.cloud.hub import aws, container, settings
 from fruits.cloud.hub.state import HubState, make_certificate
 from fruits.cloud.hub.users_step import run_users_step
-from fruits.report.notebook_run import CLOUD_NOTEBOOK
+from fruits.run.notebook import CLOUD_NOTEBOOK
 
 DEFAULT_PORT = 9443
 DEFAULT_BUCKET = "fruits-local-hub"
