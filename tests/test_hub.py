@@ -162,7 +162,12 @@ def test_the_users_step_is_idempotent_and_a_rotated_password_replaces_the_old_on
 # --- in the browser ----------------------------------------------------------------------------------------
 
 class Browser:
-    """Chromium through Playwright; every request to anything but 127.0.0.1 aborted and recorded."""
+    """Chromium through Playwright; every request to anything but 127.0.0.1 aborted and recorded.
+
+    Screenshots are numbered in the order taken, across browsers (``count`` is the class's).
+    """
+
+    count = 0
 
     def __init__(self, playwright, shots: list[Path]):
         self.chromium = playwright.chromium.launch(
@@ -170,7 +175,6 @@ class Browser:
             args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
         self.blocked: list[str] = []
         self.shots = shots
-        self.count = 0
 
     def new_page(self):
         context = self.chromium.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
@@ -186,8 +190,8 @@ class Browser:
         return context.new_page()
 
     def shot(self, page, name: str) -> Path:
-        self.count += 1
-        paths = [folder / f"{self.count:02d}-{name}.png" for folder in self.shots]
+        Browser.count += 1
+        paths = [folder / f"{Browser.count:02d}-{name}.png" for folder in self.shots]
         page.screenshot(path=str(paths[0]))
         for path in paths[1:]:
             shutil.copy(paths[0], path)
