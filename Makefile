@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# configurable-http-proxy (JupyterHub's proxy, for `fruits hub`), pinned by requirements/npm/package-lock.json
+PROXY := requirements/npm/node_modules/.bin/configurable-http-proxy
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements/constraints.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/sparkmagic.tx
 	$(BIN)/jupyter-kernelspec install --sys-prefix "$$($(BIN)/python -c 'import os, sparkmagic; print(os.path.dirname(sparkmagic.__file__))')/kernels/pysparkkernel"
 	touch $(STAMP)
 
-env: $(STAMP) ## Create the virtual environment .venv from the pinned dependencies, and the JVM's class archive
+env: $(STAMP) $(PROXY) ## Create the virtual environment .venv from the pinned dependencies, and the JVM's class archive
 	@# Local Spark sessions start warm from it (fruits.spark.jvm_archive, built by fruits.run.jvm_archive_build); without it they only start slower.
 	@$(BIN)/python -m fruits.run.jvm_archive_build --if-missing || echo "WARNING: the driver JVM's class archive could not be built (see above): local Spark sessions will start without it, a few seconds slower"
 
@@ -51,6 +53,17 @@ $(CHROMIUM):
 	  set -x; $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; \
 	fi
 
+# Into the project (npm ci --prefix), never globally. Without npm, `fruits hub` and its test say why they cannot run.
+$(PROXY): requirements/npm/package.json requirements/npm/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  set -x; npm ci --prefix requirements/npm --no-audit --no-fund --loglevel=error && touch $(PROXY); \
+	else \
+	  echo "npm is missing: configurable-http-proxy (for fruits hub and its test) is not installed"; \
+	fi
+
+hub: env ## JupyterHub as on EMR on https://localhost:9443 (root; users alice,bob; Ctrl-C stops it; docs/jupyterhub.md)
+	$(BIN)/fruits hub
+
 lab: env ## Open the paired notebooks in JupyterLab
 	$(PIP_INSTALL) -e ".[local,lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
@@ -72,4 +85,4 @@ lock: env ## Re-pin requirements/constraints.txt from .venv (with the lab extra 
 clean: ## Remove generated data, outputs and the environment
 	rm -rf $(VENV) output data .pytest_cache
 
-.PHONY: help env browser demo test test-fast lab livy sync-notebooks lock clean
+.PHONY: help env browser demo test test-fast hub lab livy sync-notebooks lock clean

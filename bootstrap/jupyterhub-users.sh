@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# EMR step for fruits-emr: named JupyterHub users, passwords from AWS Secrets Manager.
+# EMR step for fruits-emr: named JupyterHub users, password hashes from AWS Secrets Manager.
 #
 # Runs on the primary node, as root (`fruits emr create-cluster --users` and
 # `fruits emr users --cluster-id` add it as a command-runner.jar step: `sudo bash` on a copy
@@ -12,22 +12,24 @@
 #      recommends replacing: emr-jupyterhub-user-access.html) before anything else, so a failure
 #      later leaves nobody able to log in rather than the default password open;
 #   2. creates each named user inside the container (`useradd -m -s /bin/bash -N NAME`) and sets
-#      the password stored in Secrets Manager under PREFIX/NAME with `chpasswd`, which reads
-#      "NAME:PASSWORD" on its standard input: the password never is an argument of any command,
-#      never is printed, and this script never runs with `set -x`;
+#      the SHA-512 crypt hash stored in Secrets Manager under PREFIX/NAME with `chpasswd -e`,
+#      which reads "NAME:HASH" on its standard input. The cluster never holds a password: the
+#      plaintext is in another secret (fruits-emr/BUCKET/jupyterhub-password/NAME) that the
+#      instance role may not read (every notebook's code runs with that role). The hash never is
+#      an argument of any command, never is printed, and this script never runs with `set -x`;
 #   3. registers the new users with the Hub's REST API (the "whitelisting" step of that page), with
 #      an API token of jovyan made by `jupyterhub token jovyan` and given to curl on its standard
 #      input, never as an argument.
 #
 # Idempotent: a second run changes nothing. A user who exists keeps their password unless the
-# secret has a new version (the version id, not the password, is kept under $state); a user
+# secret has a new version (`fruits emr users --rotate NAME`) (the version id, not the password, is kept under $state); a user
 # already registered is not registered again, and no token is made when nobody needs one.
 #
 # Args: --region REGION --secret-prefix PREFIX NAME...
-#   PREFIX, e.g. fruits-emr/BUCKET/jupyterhub/ ; the instance role may read exactly that prefix
+#   PREFIX, e.g. fruits-emr/BUCKET/jupyterhub/ (the hashes); the instance role may read exactly that prefix
 #   (emr-config/iam-instance-policy.json).
 set -euo pipefail
-set +x  # never trace: the password goes through a variable of this shell
+set +x  # never trace: the password hash goes through a variable of this shell
 
 usage="usage: jupyterhub-users.sh --region REGION --secret-prefix PREFIX NAME..."
 region=""
@@ -80,7 +82,7 @@ if in_hub id -u jovyan >/dev/null 2>&1; then
     fi
 fi
 
-# 2. One operating-system user per name, password from Secrets Manager.
+# 2. One operating-system user per name, password hash from Secrets Manager.
 for user in "$@"; do
     secret_id="$prefix$user"
     version="$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" \
@@ -96,15 +98,17 @@ for user in "$@"; do
         fresh=true
     fi
     if $fresh || [[ ! -f "$state/$user.version" || "$(<"$state/$user.version")" != "$version" ]]; then
-        password="$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" \
+        hash="$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" \
             --version-id "$version" --query SecretString --output text)"
-        if [[ -z "$password" || "$password" == *:* || "$password" == *$'\n'* ]]; then
-            die "secret $secret_id is empty or holds ':' or a newline; not setting it"
+        # A SHA-512 crypt hash, as /etc/shadow holds it (fruits.cloud.emr.users.CRYPT_HASH); a plaintext
+        # (an earlier layout of the secrets) is refused: `fruits emr users --users NAME` rewrites it.
+        if ! [[ "$hash" =~ ^\$6\$(rounds=[0-9]+\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}$ ]]; then
+            die "secret $secret_id holds no SHA-512 crypt hash; run: fruits emr users --bucket BUCKET --users $user"
         fi
-        printf '%s:%s\n' "$user" "$password" | docker exec -i "$container" chpasswd
-        unset password
+        printf '%s:%s\n' "$user" "$hash" | docker exec -i "$container" chpasswd -e
+        unset hash
         printf '%s\n' "$version" >"$state/$user.version"
-        log "password of $user set from $secret_id (version $version)"
+        log "password hash of $user set from $secret_id (version $version)"
     else
         log "password of $user is already the current version of $secret_id"
     fi

@@ -241,6 +241,7 @@ def calls_by_command(moto, tmp_path_factory):
         "--input", f"s3://{BUCKET}/images", "--output", f"s3://{BUCKET}/runs/one")
     run("users", "caller", "emr", "users", "--bucket", BUCKET, "--users", "bob", "--cluster-id", cluster_id)
     run("users", "caller", "emr", "users", "--bucket", BUCKET, "--show", "alice")
+    run("users", "caller", "emr", "users", "--bucket", BUCKET, "--rotate", "alice")
     run("status", "caller", "emr", "status", "--cluster-id", cluster_id)
     tunnel = run("tunnel", "caller", "tunnel", "--cluster-id", cluster_id, "--dry-run")
     found["tunnel"] += [("caller", a, r) for a, r in ssm_port_forward_requests(shlex.split(tunnel.stdout.splitlines()[0]))]

@@ -1,11 +1,12 @@
 """Named JupyterHub users: secrets in Secrets Manager (moto), the step on the primary node (fakes), IAM, S3.
 
 The step script runs for real, with bash, against doubles of the three programs it drives on the
-primary node: ``docker`` (a fake ``jupyterhub`` container keeping its users, passwords and lock in
-a JSON file), ``aws`` (answers ``s3 cp`` and ``secretsmanager get-secret-value`` from the moto
-server, through boto3) and ``curl`` (the Hub's REST API). Each records its argv and standard input,
-so the tests assert on the exact commands and on where the password travels: only on the standard
-input of ``chpasswd``.
+primary node: ``docker`` (a fake ``jupyterhub`` container keeping its users, password hashes and
+lock in a JSON file), ``aws`` (answers ``s3 cp`` and ``secretsmanager get-secret-value`` from the
+moto server, through boto3) and ``curl`` (the Hub's REST API). Each records its argv and standard
+input, so the tests assert on the exact commands and on where the hash travels: only on the
+standard input of ``chpasswd -e``; the plaintext never reaches the node. The same script against a
+real JupyterHub, PAM and the real AWS CLI: ``tests/test_hub.py``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ elif command[:2] == ["passwd", "-S"]:
 elif command == ["usermod", "-L", "jovyan"]:
     state["locked"].append("jovyan")
     save()
-elif command == ["chpasswd"]:
+elif command == ["chpasswd", "-e"]:
     for line in stdin.splitlines():
         name, password = line.split(":", 1)
         if name not in users:
@@ -195,16 +196,21 @@ def node(tmp_path):
     return node
 
 
-def secret_values(*users: str) -> dict[str, tuple[str, str]]:
-    """{user: (password, version id)} as stored in moto's Secrets Manager."""
+def secret_values(*users: str, name=emr_users.password_secret_name) -> dict[str, tuple[str, str]]:
+    """{user: (password, version id)} as stored in moto's Secrets Manager (``name``: which of the two secrets)."""
     import boto3
 
     client = boto3.client("secretsmanager")
     values = {}
     for user in users:
-        answer = client.get_secret_value(SecretId=emr_users.secret_name(BUCKET, user))
+        answer = client.get_secret_value(SecretId=name(BUCKET, user))
         values[user] = (answer["SecretString"], answer["VersionId"])
     return values
+
+
+def hash_values(*users: str) -> dict[str, tuple[str, str]]:
+    """{user: (crypt hash, version id)}: the secrets the cluster reads."""
+    return secret_values(*users, name=emr_users.secret_name)
 
 
 def cluster_record(cluster_id: str) -> str:
@@ -239,9 +245,25 @@ def test_user_names_are_checked_and_each_bucket_has_its_own_secret_prefix(tmp_pa
         with pytest.raises(ValueError):
             emr_users.check_user(bad)
     assert emr_users.secret_name(BUCKET, "alice") == f"fruits-emr/{BUCKET}/jupyterhub/alice"
+    assert emr_users.password_secret_name(BUCKET, "alice") == f"fruits-emr/{BUCKET}/jupyterhub-password/alice"
     assert emr_users.secret_prefix("other-bucket") == "fruits-emr/other-bucket/jupyterhub/"
     passwords = {emr_users.generate_password() for _ in range(50)}
     assert len(passwords) == 50 and all(len(p) == 24 and ":" not in p for p in passwords)
+
+
+def test_the_hash_is_sha512_crypt_salted_and_checks_only_its_password():
+    password = emr_users.generate_password()
+    first, second = emr_users.hash_password(password), emr_users.hash_password(password)
+    assert first.startswith("$6$") and emr_users.CRYPT_HASH.fullmatch(first) and first != second  # salted
+    assert password not in first
+    assert emr_users.password_matches(password, first) and emr_users.password_matches(password, second)
+    assert not emr_users.password_matches(password + "x", first)
+    assert not emr_users.password_matches(password, password)  # a plaintext is no hash
+    # glibc's crypt(3) agrees with OpenSSL's SHA-512 crypt (what `openssl passwd -6` makes)
+    salt = first.split("$")[2]
+    openssl = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password,
+                             capture_output=True, text=True)
+    assert openssl.returncode == 0 and openssl.stdout.strip() == first
 
 
 def test_dry_run_shows_every_request_and_step_with_the_secrets_redacted():
@@ -249,27 +271,35 @@ def test_dry_run_shows_every_request_and_step_with_the_secrets_redacted():
                     "--dry-run")
     assert result.returncode == 0, result.stderr
     operations = json.loads(result.stdout)
-    assert [o["operation"] for o in operations] == ["secretsmanager.create_secret"] * 2 + ["emr.run_job_flow"]
-    assert [o["request"]["Name"] for o in operations[:2]] == [f"fruits-emr/{BUCKET}/jupyterhub/alice",
-                                                              f"fruits-emr/{BUCKET}/jupyterhub/bob"]
-    assert {o["request"]["SecretString"] for o in operations[:2]} == {emr_users.REDACTED}
-    (step,) = operations[2]["request"]["Steps"]
+    assert [o["operation"] for o in operations] == ["secretsmanager.create_secret"] * 4 + ["emr.run_job_flow"]
+    assert [o["request"]["Name"] for o in operations[:4]] == [
+        f"fruits-emr/{BUCKET}/jupyterhub-password/alice", f"fruits-emr/{BUCKET}/jupyterhub/alice",
+        f"fruits-emr/{BUCKET}/jupyterhub-password/bob", f"fruits-emr/{BUCKET}/jupyterhub/bob"]
+    assert {o["request"]["SecretString"] for o in operations[:4]} == {emr_users.REDACTED}
+    (step,) = operations[4]["request"]["Steps"]
     assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
     bash, dash_c, command = step["HadoopJarStep"]["Args"]
     assert (bash, dash_c) == ("bash", "-c") and "set -euo pipefail" in command
     assert f"aws s3 cp --only-show-errors s3://{BUCKET}/fruits/bootstrap/jupyterhub-users.sh" in command
     assert command.endswith(f"--secret-prefix fruits-emr/{BUCKET}/jupyterhub/ alice bob")
-    assert "SecretString" not in json.dumps(operations[2])
+    assert "SecretString" not in json.dumps(operations[4])
 
     added = fruits("emr", "users", "--bucket", BUCKET, "--users", "carol", "--cluster-id", "j-RUNNING", "--dry-run")
     assert added.returncode == 0, added.stderr
     operations = json.loads(added.stdout)
-    assert [o["operation"] for o in operations] == ["secretsmanager.create_secret", "emr.add_job_flow_steps"]
-    assert operations[0]["request"]["SecretString"] == emr_users.REDACTED
-    assert operations[1]["request"]["JobFlowId"] == "j-RUNNING"
+    assert [o["operation"] for o in operations] == ["secretsmanager.create_secret"] * 2 + ["emr.add_job_flow_steps"]
+    assert {o["request"]["SecretString"] for o in operations[:2]} == {emr_users.REDACTED}
+    assert operations[2]["request"]["JobFlowId"] == "j-RUNNING"
     show = fruits("emr", "users", "--bucket", BUCKET, "--show", "alice", "--dry-run")
     assert json.loads(show.stdout) == {"operation": "secretsmanager.get_secret_value",
-                                       "request": {"SecretId": f"fruits-emr/{BUCKET}/jupyterhub/alice"}}
+                                       "request": {"SecretId": f"fruits-emr/{BUCKET}/jupyterhub-password/alice"}}
+    rotate = fruits("emr", "users", "--bucket", BUCKET, "--rotate", "alice", "--cluster-id", "j-RUNNING", "--dry-run")
+    assert rotate.returncode == 0, rotate.stderr
+    operations = json.loads(rotate.stdout)
+    assert [(o["operation"], o["request"].get("SecretId")) for o in operations] == [
+        ("secretsmanager.put_secret_value", f"fruits-emr/{BUCKET}/jupyterhub-password/alice"),
+        ("secretsmanager.put_secret_value", f"fruits-emr/{BUCKET}/jupyterhub/alice"),
+        ("emr.add_job_flow_steps", None)]
 
 
 def test_create_cluster_makes_each_secret_once_and_never_shows_it(uploaded):
@@ -277,20 +307,22 @@ def test_create_cluster_makes_each_secret_once_and_never_shows_it(uploaded):
     first = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "alice,bob", "--subnet-id", subnet)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.count("created:") == 2 and "jovyan is locked" in first.stdout
-    stored = secret_values("alice", "bob")
+    stored, hashes = secret_values("alice", "bob"), hash_values("alice", "bob")
+    assert all(emr_users.password_matches(stored[u][0], hashes[u][0]) for u in stored)
     second = fruits("emr", "create-cluster", "--bucket", uploaded, "--users", "bob,alice", "--subnet-id", subnet)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("in place:") == 2 and "created:" not in second.stdout
     assert secret_values("alice", "bob") == stored  # reused: same value, same version
+    assert hash_values("alice", "bob") == hashes
 
     import boto3
 
-    (secret,) = [s for s in boto3.client("secretsmanager").list_secrets()["SecretList"] if s["Name"].endswith("/alice")]
-    assert {"Key": "project", "Value": "fruits-emr"} in secret["Tags"]
+    kept = [s for s in boto3.client("secretsmanager").list_secrets()["SecretList"] if s["Name"].endswith("/alice")]
+    assert len(kept) == 2 and all({"Key": "project", "Value": "fruits-emr"} in s["Tags"] for s in kept)
     seen = [first.stdout, first.stderr, second.stdout, second.stderr]
     seen += [cluster_record(cluster_id_of(r)) for r in (first, second)]
-    for password, _ in stored.values():
-        assert not [text for text in seen if password in text]
+    for (password, _), (hashed, _) in zip(stored.values(), hashes.values()):
+        assert not [text for text in seen if password in text or hashed in text]
 
     shown = fruits("emr", "users", "--bucket", uploaded, "--show", "alice")
     assert shown.returncode == 0, shown.stderr
@@ -302,30 +334,32 @@ def test_the_step_creates_the_users_locks_jovyan_and_a_second_run_changes_nothin
                      "--subnet-id", prepared_subnet())
     assert created.returncode == 0, created.stderr[-2000:]
     args = users_step_args(cluster_id_of(created))
-    stored = secret_values("alice", "bob")
+    stored, hashes = secret_values("alice", "bob"), hash_values("alice", "bob")
 
     first = node.run(args)
     assert first.returncode == 0, first.stderr
     state = node.state()
     assert state["locked"] == ["jovyan"]
-    assert state["passwords"] == {user: password for user, (password, _) in stored.items()}
+    assert state["passwords"] == {user: hashed for user, (hashed, _) in hashes.items()}
     assert state["users"]["alice"] >= 1001 and state["users"]["bob"] >= 1001
     assert state["registered"] == ["alice", "bob"] and len(state["tokens"]) == 1
     docker = [e for e in node.log() if e["tool"] == "docker"]
     commands = [e["argv"] for e in docker]
     assert commands.index(["exec", "jupyterhub", "usermod", "-L", "jovyan"]) < commands.index(
         ["exec", "jupyterhub", "useradd", "-m", "-s", "/bin/bash", "-N", "alice"])
-    chpasswd = [e for e in docker if e["argv"] == ["exec", "-i", "jupyterhub", "chpasswd"]]
-    assert [e["stdin"] for e in chpasswd] == [f"alice:{stored['alice'][0]}\n", f"bob:{stored['bob'][0]}\n"]
+    chpasswd = [e for e in docker if e["argv"] == ["exec", "-i", "jupyterhub", "chpasswd", "-e"]]
+    assert [e["stdin"] for e in chpasswd] == [f"alice:{hashes['alice'][0]}\n", f"bob:{hashes['bob'][0]}\n"]
     curl = [e for e in node.log() if e["tool"] == "curl"]
     assert [e["argv"][-1] for e in curl] == ["https://primary.test:9443/hub/api/users/alice",
                                              "https://primary.test:9443/hub/api/users/bob"]
     assert all(e["stdin"] == f'header = "Authorization: token {state["tokens"][0]}"\n' for e in curl)
 
     every_argv = json.dumps([e["argv"] for e in node.log()])
-    for password, _ in stored.values():  # only ever on chpasswd's standard input
-        assert password not in every_argv and password not in first.stdout + first.stderr
-        assert password not in "".join(p.read_text() for p in node.state_dir.iterdir())
+    every_stdin = json.dumps([e["stdin"] for e in node.log()])
+    for (password, _), (hashed, _) in zip(stored.values(), hashes.values()):  # the hash only on chpasswd's stdin
+        assert hashed not in every_argv and hashed not in first.stdout + first.stderr
+        assert password not in every_argv + every_stdin + first.stdout + first.stderr + json.dumps(state)
+        assert not [p for p in node.state_dir.iterdir() if password in p.read_text() or hashed in p.read_text()]
     assert state["tokens"][0] not in every_argv + first.stdout + first.stderr
 
     entries = len(node.log())
@@ -338,11 +372,23 @@ def test_the_step_creates_the_users_locks_jovyan_and_a_second_run_changes_nothin
     assert writes == [] and not [a for a in node.log()[entries:] if a["tool"] == "curl"]
     assert "jovyan is already locked" in second.stdout and "already registered" in second.stdout
 
+    rotated = fruits("emr", "users", "--bucket", uploaded, "--rotate", "alice")
+    assert rotated.returncode == 0, rotated.stderr[-2000:]
+    new_password, new_hash = secret_values("alice")["alice"][0], hash_values("alice")["alice"][0]
+    assert new_password != stored["alice"][0] and emr_users.password_matches(new_password, new_hash)
+    assert new_password not in rotated.stdout + rotated.stderr
+    third = node.run(args)
+    assert third.returncode == 0, third.stderr
+    assert node.state()["passwords"] == {"alice": new_hash, "bob": hashes["bob"][0]}
+    assert "password hash of alice set" in third.stdout and "password hash of bob" not in third.stdout
+
 
 def test_the_step_fails_closed_and_never_touches_system_accounts(uploaded, node):
     import boto3
 
-    boto3.client("secretsmanager").create_secret(Name=emr_users.secret_name(BUCKET, "postgres"), SecretString="x1")
+    boto3.client("secretsmanager").create_secret(Name=emr_users.secret_name(BUCKET, "postgres"),
+                                                 SecretString=emr_users.hash_password("x1"))
+    boto3.client("secretsmanager").create_secret(Name=emr_users.secret_name(BUCKET, "dave"), SecretString="plain-pw")
     fruits("emr", "users", "--bucket", uploaded, "--users", "alice")
     prefix = emr_users.secret_prefix(BUCKET)
 
@@ -355,6 +401,10 @@ def test_the_step_fails_closed_and_never_touches_system_accounts(uploaded, node)
     system = node.run(["bash", str(SCRIPT), "--region", REGION, "--secret-prefix", prefix, "postgres"])
     assert system.returncode != 0 and "system account" in system.stderr
     assert "postgres" not in node.state()["passwords"]
+
+    plaintext = node.run(["bash", str(SCRIPT), "--region", REGION, "--secret-prefix", prefix, "dave"])
+    assert plaintext.returncode != 0 and "holds no SHA-512 crypt hash" in plaintext.stderr
+    assert "dave" not in node.state()["passwords"] and "plain-pw" not in plaintext.stdout + plaintext.stderr
 
     wrong = node.run(["bash", str(SCRIPT), "--region", REGION, "--secret-prefix", prefix, "jovyan"])
     assert wrong.returncode != 0 and "refusing" in wrong.stderr
@@ -374,7 +424,9 @@ def test_users_adds_the_step_to_a_running_cluster(uploaded):
     assert f"added to {cluster_id}" in added.stdout
     assert users_step_args(cluster_id)[2].endswith(f"--secret-prefix fruits-emr/{BUCKET}/jupyterhub/ carol")
     (password, _), = secret_values("carol").values()
+    (hashed, _), = hash_values("carol").values()
     assert password not in added.stdout + added.stderr + cluster_record(cluster_id)
+    assert hashed not in added.stdout + added.stderr + cluster_record(cluster_id)
 
 
 def test_notebooks_land_under_each_users_prefix_and_s3contents_lists_them(uploaded, moto):  # noqa: F811
@@ -414,7 +466,52 @@ def test_instance_policy_reads_the_secret_prefix_and_nothing_broader():
 
     caller = statements(emr_iam.caller_policy(bucket=BUCKET, account=MOTO_ACCOUNT))
     (people,) = [s for s in caller if any(a.startswith("secretsmanager:") for a in s["Action"])]
-    assert people["Resource"] == [pattern] and "secretsmanager:ListSecrets" not in people["Action"]
+    assert people["Resource"] == [pattern, pattern.replace("/jupyterhub/*", "/jupyterhub-password/*")]
+    assert "secretsmanager:ListSecrets" not in people["Action"]
+
+
+def test_the_instance_role_may_read_no_secret_that_holds_a_plaintext_password(uploaded):
+    """Every secret ``fruits emr`` keeps, as stored: those the instance policy grants hold only crypt hashes."""
+    import boto3
+
+    assert fruits("emr", "users", "--bucket", uploaded, "--users", "alice,bob,erin").returncode == 0
+    assert fruits("emr", "users", "--bucket", uploaded, "--rotate", "erin").returncode == 0
+    client = boto3.client("secretsmanager")
+    granted = [resource for statement in emr_iam.policy_documents(bucket=BUCKET, account=MOTO_ACCOUNT)[
+                   "iam-instance-policy"]["Statement"]
+               if any(a.startswith("secretsmanager:") for a in
+                      (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]))
+               for resource in (statement["Resource"] if isinstance(statement["Resource"], list)
+                                else [statement["Resource"]])]
+    assert granted
+    readable, plaintexts = [], []
+    for secret in client.list_secrets()["SecretList"]:
+        arn = secret["ARN"].replace(":us-east-1:", f":{REGION}:")
+        value = client.get_secret_value(SecretId=secret["ARN"])["SecretString"]
+        by_instance = any(fnmatch.fnmatchcase(arn, pattern) for pattern in granted)
+        for user in ("alice", "bob", "erin"):
+            if value == emr_users.show_password(client, bucket=BUCKET, user=user):
+                plaintexts.append(secret["Name"])
+                assert not by_instance, f"the instance role may read {secret['Name']}, which holds {user}'s password"
+        if by_instance and secret["Name"].rsplit("/", 1)[1] in ("alice", "bob", "erin"):
+            readable.append(secret["Name"])
+            assert emr_users.CRYPT_HASH.fullmatch(value), secret["Name"]
+    assert sorted(plaintexts) == [f"fruits-emr/{BUCKET}/jupyterhub-password/{u}" for u in ("alice", "bob", "erin")]
+    assert sorted(readable) == [f"fruits-emr/{BUCKET}/jupyterhub/{u}" for u in ("alice", "bob", "erin")]
+
+
+def test_a_plaintext_left_under_the_hash_name_by_an_earlier_layout_is_replaced_by_its_hash(uploaded):
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    client.create_secret(Name=emr_users.password_secret_name(BUCKET, "frank"), SecretString="old-layout-pw")
+    client.create_secret(Name=emr_users.secret_name(BUCKET, "frank"), SecretString="old-layout-pw")
+    outcome = emr_users.ensure_secrets(client, bucket=BUCKET, users=["frank"], echo=lambda line: None)
+    assert outcome == {"frank": "updated"}
+    hashed = client.get_secret_value(SecretId=emr_users.secret_name(BUCKET, "frank"))["SecretString"]
+    assert emr_users.password_matches("old-layout-pw", hashed)
+    assert emr_users.ensure_secrets(client, bucket=BUCKET, users=["frank"], echo=lambda line: None) == {
+        "frank": "in place"}
 
 
 def test_the_step_script_never_traces_and_passes_shellcheck():

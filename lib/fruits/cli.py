@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from fruits import config
 from fruits.cloud import tunnel
+from fruits.cloud.hub import cli as hub_cli
 from fruits.cloud.registry import get_platform, platform_names
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.storage import location
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     livy.add_argument("--master", default="local[2]", help="Spark master of the sessions' drivers")
     livy.add_argument("--request-log", help="append every request as a JSON line to this file")
     tunnel.add_parser(commands)
+    hub_cli.add_parser(commands)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tunnel_command_line(args)
     if args.command == "livy":
         return livy_command_line(args)
+    if args.command == "hub":
+        return hub_cli.run_command(args)
     if args.command == "project":
         return project_command_line(args)
     if args.command in platform_names():

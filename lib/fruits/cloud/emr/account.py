@@ -38,6 +38,8 @@ def add_verbs(verbs) -> None:
     login.add_argument("--prefix", default="fruits", help="key prefix in the bucket (default: fruits)")
     login.add_argument("--show", metavar="NAME",
                        help="print the password of NAME (from Secrets Manager) and nothing else")
+    login.add_argument("--rotate", metavar="NAME",
+                       help="give NAME a new password (both secrets); the next users step (--cluster-id) sets it")
     login.add_argument("--cluster-id", help="also add the users step to this running cluster")
     add_user_options(login)
     roles = verb("setup", "create the project's IAM roles and instance profile (idempotent)")
@@ -62,26 +64,42 @@ def users_command(args) -> int:
     if args.show:
         if names or args.cluster_id:
             raise ValueError("--show NAME prints one password and takes no --users or --cluster-id")
-        name = users.secret_name(args.bucket, args.show)
+        name = users.password_secret_name(args.bucket, args.show)
         if args.dry_run:
             show_request("secretsmanager.get_secret_value", {"SecretId": name})
             return 0
         print(users.show_password(client("secretsmanager"), bucket=args.bucket, user=args.show))
         return 0
+    if args.rotate:
+        users.check_user(args.rotate)
+        if names:
+            raise ValueError("--rotate NAME takes no --users (add --cluster-id to set it on a running cluster)")
+        names = [args.rotate]
     if not names:
-        raise ValueError("name the users (--users A,B or --users-file PATH), or --show NAME")
+        raise ValueError("name the users (--users A,B or --users-file PATH), or --show NAME, or --rotate NAME")
 
     def step_request(region: str) -> dict:
         return users.add_step_request(cluster_id=args.cluster_id, bucket=args.bucket, prefix=args.prefix,
                                       region=region, users=names)
 
     if args.dry_run:
-        print(json.dumps(users.dry_run_operations(bucket=args.bucket, users=names)
+        rotation = [{"operation": "secretsmanager.put_secret_value",
+                     "request": {"SecretId": name, "SecretString": users.REDACTED}}
+                    for name in (users.password_secret_name(args.bucket, args.rotate),
+                                 users.secret_name(args.bucket, args.rotate))] if args.rotate else []
+        print(json.dumps((rotation or users.dry_run_operations(bucket=args.bucket, users=names))
                          + ([{"operation": "emr.add_job_flow_steps", "request": step_request(users.region_name())}]
                             if args.cluster_id else []), indent=2))
         return 0
     secrets_client = client("secretsmanager")
-    users.ensure_secrets(secrets_client, bucket=args.bucket, users=names)
+    if args.rotate:
+        users.rotate_password(secrets_client, bucket=args.bucket, user=args.rotate)
+        print(f"rotated: new password of {args.rotate} in {users.password_secret_name(args.bucket, args.rotate)}, "
+              f"its hash in {users.secret_name(args.bucket, args.rotate)}"
+              + ("" if args.cluster_id else "; the cluster keeps the old one until the users step runs "
+                                            "(--cluster-id ID)"))
+    else:
+        users.ensure_secrets(secrets_client, bucket=args.bucket, users=names)
     if args.cluster_id:
         step = step_request(secrets_client.meta.region_name)
         step_id = client("emr").add_job_flow_steps(**step)["StepIds"][0]

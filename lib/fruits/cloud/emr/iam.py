@@ -4,8 +4,9 @@ The project creates its own roles instead of relying on the account's defaults:
 
 ``fruits-emr-ec2`` (role and instance profile of the same name)
     Trusted by ``ec2.amazonaws.com``. Its inline policy is ``emr-config/iam-instance-policy.json``
-    rendered for one bucket (list the bucket, read/write its objects, read the JupyterHub passwords
-    ``fruits-emr/<bucket>/jupyterhub/*`` of ``fruits.cloud.emr.users``, nothing else), replacing
+    rendered for one bucket (list the bucket, read/write its objects, read the JupyterHub password
+    *hashes* ``fruits-emr/<bucket>/jupyterhub/*`` of ``fruits.cloud.emr.users``, never the plaintexts
+    of ``.../jupyterhub-password/*``, nothing else), replacing
     ``EMR_EC2_DefaultRole``'s ``s3:*`` on every bucket. ``AmazonSSMManagedInstanceCore`` is attached
     so that Session Manager can port-forward to JupyterHub with no inbound rule at all.
     EMR refuses an instance profile whose name differs from its role's ("invalid instance
