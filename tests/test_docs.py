@@ -261,12 +261,13 @@ def test_the_architecture_page_lists_every_library_module():
             continue
         entry = _id(module) + ("/" if module.is_dir() else "")
         assert entry in listed, f"docs/architecture.md's tree does not show {entry}"
-    # A package whose files the tree lists one by one lists all of them.
+    # A package whose files the tree lists one by one lists all of them, and its sub-packages.
     for folder in sorted(entry for entry in listed if entry.endswith("/")):
         if any(entry.startswith(folder) and entry.endswith(".py") for entry in listed):
-            for module in sorted((ROOT / folder).glob("*.py")):
+            for module in sorted((ROOT / folder).glob("*.py")) + sorted((ROOT / folder).glob("*/")):
+                entry = _id(module) + ("/" if module.is_dir() else "")
                 if not module.name.startswith("_"):
-                    assert _id(module) in listed, f"docs/architecture.md's tree lists {folder} but not {module.name}"
+                    assert entry in listed, f"docs/architecture.md's tree lists {folder} but not {module.name}"
 
 
 # --- make targets ---
