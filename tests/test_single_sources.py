@@ -79,15 +79,16 @@ def test_every_parameter_has_a_comment_and_the_local_notebook_adds_only_its_sess
     assert RunParams.from_mapping(cloud) == RunParams(), "the defaults are valid"
 
 
-def test_readme_parameter_table_agrees_with_the_defaults():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Parameters"):].split("\n\n", 2)[2]
+def test_the_parameter_table_of_the_docs_agrees_with_the_defaults():
+    page = (ROOT / "docs" / "parameters-and-outputs.md").read_text()
+    table = page[page.index("## Parameters"):].split("\n\n", 2)[2].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, re.M)
     defaults = params.parameter_defaults(LOCAL_NOTEBOOK_PARAMETERS)
     assert len(rows) >= 10
     for name, default in rows:
         assert name in defaults, name
         assert default == str(defaults[name]), name
+    assert [name for name, _ in rows] == list(defaults), "one row per parameter, in the notebook's order"
 
 
 # --- Spark settings: local sessions, configurations.json and %%configure derive from one module ---

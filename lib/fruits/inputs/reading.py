@@ -32,7 +32,7 @@ READ_BATCH_BYTES = 64 * 1024 * 1024
 #: round trips in flight (each about 20-50 ms for a Fruits-360 JPEG) outpace one core's
 #: featurization (40-80 images/s), and every thread reserves address space (an 8 MiB stack,
 #: possibly a malloc arena) inside the Python worker's RLIMIT_AS, which the onnx-int8 engine
-#: already nears (2291 of 2432 MiB on EMR's sizing, see the README's executor sizing).
+#: already nears (2291 of 2432 MiB on EMR's sizing, see docs/emr.md's executor sizing).
 REMOTE_READ_THREADS = 4
 
 
