@@ -30,8 +30,6 @@ from fruits.cloud.registry import get_platform, platform_names
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.storage import location
 from fruits.storage.publish import new_run_id
-from fruits.run.notebook import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook,
-                                        parse_value, render_html)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -133,7 +131,7 @@ def resolve_parameters(args) -> dict[str, Any]:
     for name, text in args.parameter:
         if name not in defaults:
             raise ValueError(f"unknown parameter {name!r}; known: {', '.join(defaults)}")
-        values[name] = parse_value(text)
+        values[name] = params.parse_value(text)
         origin.pop(name, None)
     if args.input is not None:
         values["input_path"] = location.absolute(args.input)
@@ -182,6 +180,8 @@ def run_command(args) -> int:
     output_dir = parameters["output_dir"]
     print(f"Running {os.path.basename(source)} -> {output_dir} (run {parameters['run_id']}){where}", flush=True)
     from papermill.exceptions import PapermillExecutionError
+
+    from fruits.run.notebook import execute_notebook, render_html
 
     started = time.perf_counter()
     # The kernel's temporary folders (e.g. the local mirror of an s3:// output written without
@@ -259,7 +259,7 @@ def _refuse_a_busy_output(output_dir: str) -> None:
 
 def _notebook_source(args, scratch: str) -> str:
     """The notebook to run: ``--notebook`` (fetched first when it is an ``s3://`` URL) or the default."""
-    default = CLOUD_NOTEBOOK if args.livy else LOCAL_NOTEBOOK
+    default = config.CLOUD_NOTEBOOK if args.livy else config.LOCAL_NOTEBOOK
     source = args.notebook or str(config.notebooks_dir() / default)
     if location.is_remote(source):
         local = os.path.join(scratch, os.path.basename(source))

@@ -33,6 +33,11 @@ TFLITE_ENV = "FRUITS_TFLITE_MODEL"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+#: The notebook a local run executes (in :func:`notebooks_dir`).
+LOCAL_NOTEBOOK = "01-featurize-local.py"
+#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
+CLOUD_NOTEBOOK = "02-featurize-emr.py"
+
 
 def project_root() -> Path:
     """Return the checkout root (``lib/fruits/`` -> ``.``), or the working directory.

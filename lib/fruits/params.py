@@ -324,6 +324,22 @@ def _is_a(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+def parse_value(text: str) -> Any:
+    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
+
+    Examples
+    --------
+    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
+    (50, 0.9, None, 'a/b.h5')
+    """
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def read_parameter_file(path: str, groups: Sequence[type] = (RunParams,)) -> dict[str, Any]:
     """The values of a parameters file (papermill's ``-f``): a YAML mapping of names to values.
 

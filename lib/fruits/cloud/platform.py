@@ -134,7 +134,6 @@ class SparkPlatform(abc.ABC):
             input/output from either the flags or a file.
         """
         from fruits import params
-        from fruits.run.notebook import parse_value
 
         groups = params.CLOUD_NOTEBOOK_PARAMETERS
         known = params.parameter_defaults(groups)
@@ -144,7 +143,7 @@ class SparkPlatform(abc.ABC):
         for name, text in args.parameter:
             if name not in known:
                 raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
-            values[name] = parse_value(text)
+            values[name] = params.parse_value(text)
             params.check_type(name, values[name], groups)
         input_path = args.input or values.pop("input_path", None)
         output = args.output or values.pop("output_dir", None)

@@ -164,7 +164,8 @@ def _demo_workload(spark) -> None:
     """The demo run as ``make demo`` does it, then the report's Spark queries, into a scratch folder."""
     from fruits.params import RunParams
     from fruits.report import explore
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
 
     output = tempfile.mkdtemp(prefix="fruits-jvm-archive-")
     try:

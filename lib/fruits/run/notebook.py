@@ -15,28 +15,6 @@ import os
 import tempfile
 from typing import Any, Mapping
 
-#: The notebook a local run executes.
-LOCAL_NOTEBOOK = "01-featurize-local.py"
-#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
-CLOUD_NOTEBOOK = "02-featurize-emr.py"
-
-
-def parse_value(text: str) -> Any:
-    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
-
-    Examples
-    --------
-    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
-    (50, 0.9, None, 'a/b.h5')
-    """
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 #: The kernel of the local notebook (``fruits run`` without ``--livy``).
 LOCAL_KERNEL = "python3"
 

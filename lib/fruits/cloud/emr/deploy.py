@@ -15,7 +15,6 @@ from fruits import config
 from fruits.cloud.emr.aws import check_bucket
 from fruits.cloud.emr.templates import emr_config_dir
 from fruits.cloud.emr.users import check_user
-from fruits.run.notebook import CLOUD_NOTEBOOK
 
 #: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
 JUPYTER_PREFIX = "jupyter/jovyan"
@@ -60,7 +59,7 @@ def upload_plan(*, bucket: str, prefix: str, wheel: Path, users: list[str] | Non
         (str(root / "bootstrap" / "jupyterhub-users.sh"), f"{base}/bootstrap/jupyterhub-users.sh"),
     ]
     plan += [(str(p), f"{base}/emr-config/{p.name}") for p in sorted(emr_config_dir().glob("*.json"))]
-    notebook = config.notebooks_dir() / CLOUD_NOTEBOOK
+    notebook = config.notebooks_dir() / config.CLOUD_NOTEBOOK
     plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
     shown = notebook.with_suffix(".ipynb")
     plan += [(str(shown), f"{folder}/{base}/{shown.name}") for folder in jupyter_prefixes(users)]
