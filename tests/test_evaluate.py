@@ -133,7 +133,7 @@ def _labelled_features(spark, tmp_path, *, per_class: dict[str, tuple[int, int]]
     distinct power-law scales (as MobileNetV2's features), so each leading component is
     well defined, and the classes overlap enough that the accuracy moves with k.
     """
-    from fruits.params import FEATURE_DIM
+    from fruits.featurize.shapes import FEATURE_DIM
 
     rng = np.random.default_rng(seed)
     factors = 40

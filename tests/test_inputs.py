@@ -84,7 +84,7 @@ def test_calibration_chosen_in_spark_equals_the_engine_rule(spark, total, count)
 
 def test_calibration_needs_an_image(spark):
     with pytest.raises(ValueError, match="needs at least one image"):
-        calibration.choose_calibration(spark.createDataFrame([], "path string"))
+        calibration.choose_calibration(spark.createDataFrame([], "path string"), count=100)
     with pytest.raises(ValueError, match="count must be a positive integer, got 0"):
         calibration.spaced_indices(5, 0)
 

@@ -13,13 +13,11 @@ import re
 import typing
 from typing import Any, Callable, Mapping, Sequence
 
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark import settings as spark_settings
 
-#: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
-FEATURE_DIM = 1280
-
-#: Input side the pretrained network and the study use; ``image_size`` may differ.
-DEFAULT_IMAGE_SIZE = 224
+#: The engine a run uses when none is named: the fastest exact one (:mod:`fruits.engines`).
+DEFAULT_ENGINE = "onnx"
 
 #: Ways a run may treat an output folder that already holds results.
 MODES = ("error", "overwrite", "incremental")
@@ -48,7 +46,7 @@ def parameter_comment(field: dataclasses.Field) -> str:
 
 
 def _engine_choices() -> str:
-    from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+    from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
     return ", ".join(f'"{engine.name}" ({engine.summary})' for engine in map(engines.get, engines.names()))
 
@@ -121,8 +119,8 @@ class RunParams:
     k: int = _parameter(50, "PCA components kept")
     variance_target: float | None = _parameter(
         None, "e.g. 0.9: keep the fewest components reaching it (overrides k)")
-    engine: str = _parameter("onnx", _engine_choices)
-    image_size: int = _parameter(DEFAULT_IMAGE_SIZE, "100: fast mode at Fruits-360's native size (different features)")
+    engine: str = _parameter(DEFAULT_ENGINE, _engine_choices)
+    image_size: int = _parameter(INPUT_SIZE, "100: fast mode at Fruits-360's native size (different features)")
     batch_size: int | None = _parameter(
         None, "images per network call inside a task; None: the engine's own (1 for ONNX Runtime, 32 for Keras)")
     partitions: int | None = _parameter(None, "Spark partitions for featurization; None: from the image count")
@@ -143,7 +141,7 @@ class RunParams:
         ONNX Runtime on a CPU is fastest one image at a time, whose activations stay in
         the core's cache, while Keras pays a fixed cost per call.
         """
-        from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+        from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
         return self.batch_size or engines.get(self.engine).batch_size
 
@@ -168,7 +166,7 @@ class RunParams:
                 raise ValueError(
                     f"variance_target must be a number in (0, 1], got {self.variance_target!r}"
                 )
-        from fruits import engines  # not at the top: engine modules import FEATURE_DIM from here
+        from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
         engine = engines.get(self.engine)  # the registry's ValueError names every engine
         _check_int("image_size", self.image_size, 32, 512)

@@ -14,6 +14,8 @@ import sys
 import uuid
 from typing import Any, Callable
 
+from fruits import params
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark.settings import EXECUTOR
 
 
@@ -86,7 +88,7 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
     _check(results, "driver: fruits installed", driver_fruits)
     _check(results, "driver: matplotlib", driver_plotting)
     _check(results, "executors: Python and fruits", lambda: _executor_report(spark, fruits.__version__))
-    _check(results, "executors: the default engine (onnx) loads and runs", lambda: _engine_runs(spark))
+    _check(results, f"executors: the default engine ({params.DEFAULT_ENGINE}) loads and runs", lambda: _engine_runs(spark))
     _check(results, f"bucket: {bucket_uri} is readable", lambda: _readable(bucket_uri))
     _check(results, f"bucket: {bucket_uri} is writable", lambda: _writable(bucket_uri))
     return results
@@ -122,18 +124,18 @@ def _engine_runs(spark) -> str:
     from fruits import engines
     from fruits.featurize.batches import predictor_factory
 
-    onnx = engines.get("onnx")
-    engine = onnx.prepare(onnx.resolve("random", allow_random=True), input_size=224)
+    chosen = engines.get(params.DEFAULT_ENGINE)
+    engine = chosen.prepare(chosen.resolve("random", allow_random=True), input_size=INPUT_SIZE)
     factory = predictor_factory(engine, spark.sparkContext.broadcast(engine.payload), threads=1)
 
     def run(_):
         predict = factory()
-        return tuple(np.asarray(predict(np.zeros((1, 224, 224, 3), dtype=np.uint8))).shape)
+        return tuple(np.asarray(predict(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))).shape)
 
     shapes = spark.sparkContext.parallelize([0], 1).map(run).collect()
-    if shapes != [(1, 1280)]:
-        raise RuntimeError(f"expected one 1280-wide feature vector, got shapes {shapes}")
-    return "1 image -> 1280 features on an executor"
+    if shapes != [(1, FEATURE_DIM)]:
+        raise RuntimeError(f"expected one {FEATURE_DIM}-wide feature vector, got shapes {shapes}")
+    return f"1 image -> {FEATURE_DIM} features on an executor ({params.DEFAULT_ENGINE} engine)"
 
 
 def _readable(bucket_uri: str) -> str:

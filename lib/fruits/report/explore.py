@@ -12,6 +12,7 @@ import random
 import numpy as np
 import pandas as pd
 
+from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
 
@@ -21,9 +22,7 @@ def class_counts(spark, layout: OutputLayout) -> pd.Series:
     The run's write step counts them while it checks the totals (``featurized_by_class`` in
     its manifest); a run written before it did is counted here, in Spark.
     """
-    from fruits.run.manifest import read_json
-
-    recorded = read_json(layout.manifest).get("featurized_by_class")
+    recorded = location.read_json(layout.manifest).get("featurized_by_class")
     if recorded is not None:
         return pd.Series(recorded, dtype="int64", name="count").rename_axis("label").sort_index()
     counts = spark.read.parquet(layout.features).groupBy("label").count().toPandas()
@@ -97,7 +96,6 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
     from concurrent.futures import ThreadPoolExecutor
 
     from fruits.featurize.preprocess import ImageDecodeError, load_rgb
-    from fruits.storage import location
 
     def read(path: str):
         try:

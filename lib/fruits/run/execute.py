@@ -16,7 +16,7 @@ from fruits.inputs.reading import spark_can_access
 from fruits.run.progress import spark_progress
 from fruits.analysis.pca import PcaResult
 from fruits.run import steps
-from fruits.run.manifest import build_manifest, write_json
+from fruits.run.manifest import build_manifest
 from fruits.run.plan import PreparedRun
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout
@@ -114,5 +114,5 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
         partitions=read.partitions, timer=timer,
         evaluation=evaluation,
     )
-    write_json(manifest, staged.manifest)
+    location.write_json(manifest, staged.manifest)
     return manifest, pca

@@ -24,7 +24,6 @@ from fruits.inputs.listing import InputRoot, check_input
 from fruits.params import RunParams
 from fruits.storage import location
 from fruits.storage.publish import new_run_id, pointer_token
-from fruits.run.manifest import read_json
 from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 
 
@@ -122,7 +121,7 @@ def prepare(params: RunParams) -> PreparedRun:
         except NoRunError:
             previous_layout = None
         if params.mode == "incremental" and previous_layout is not None:
-            previous = read_json(previous_layout.manifest)
+            previous = location.read_json(previous_layout.manifest)
             inventory.check_compatible(previous, engine.sha256 if engine else None, params.image_size)
             if not location.exists(previous_layout.inventory):
                 raise ValueError(
@@ -160,7 +159,7 @@ def _continued_engine(params: RunParams, output_dir: str) -> dict | None:
     if params.mode != "incremental":
         return None
     try:
-        return read_json(current_layout(output_dir).manifest).get("engine")
+        return location.read_json(current_layout(output_dir).manifest).get("engine")
     except NoRunError:
         return None
 

@@ -13,7 +13,7 @@ from fruits import engines
 from fruits.featurize.step import choose_partitions, featurize_and_split
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import read_images, spark_can_access
-from fruits.run.manifest import read_json, utc_now, write_json
+from fruits.run.manifest import utc_now
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout, current_run, holds_run
 from fruits.storage.lease import Lease
@@ -63,7 +63,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
 
     try:
         run = OutputLayout(current_run(run_dir.rstrip("/")))
-        manifest = read_json(run.manifest)
+        manifest = location.read_json(run.manifest)
     except FileNotFoundError as exc:
         raise IncompatibleRunError(f"{run_dir!r} holds no run (no current.json, no manifest.json)") from exc
     resolved = weights_for(manifest, weights)
@@ -122,7 +122,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
                            "rejected": spark.read.parquet(staging.rejected).count()},
             }
             location.remove(staging.staging)
-            write_json(document, staging.manifest)
+            location.write_json(document, staging.manifest)
         staged.remove_mirror()
     finally:
         lease.release()

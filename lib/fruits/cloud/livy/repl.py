@@ -37,6 +37,9 @@ import sys
 import traceback
 from typing import Any, Callable
 
+from fruits.spark.placement import driver_settings
+from fruits.spark.session import SPARK_SETTINGS
+
 #: ``POST /sessions`` fields and the Spark settings Livy turns them into.
 SESSION_SETTINGS = {
     "driverMemory": "spark.driver.memory",
@@ -200,8 +203,6 @@ def execute(code: str, scope: dict) -> dict:
 def build_spark(body: dict[str, Any], master: str):
     """The session's ``SparkSession``: the double's master, the body's settings, the project's defaults."""
     from pyspark.sql import SparkSession
-
-    from fruits.spark.session import SPARK_SETTINGS, driver_settings
 
     builder = SparkSession.builder.master(master)
     requested = spark_settings(body)
