@@ -25,10 +25,15 @@ import time
 from typing import Any, Sequence
 
 from fruits import config
+from fruits import params
 from fruits.cloud import tunnel
 from fruits.cloud.registry import get_platform, platform_names
-from fruits.storage.layout import OutputLayout, run_layout
+from fruits.inputs.listing import InputError
+from fruits.run.notebook import execute_notebook, render_html
+from fruits.spark.session import local_spark
 from fruits.storage import location
+from fruits.storage.layout import OutputLayout, run_layout
+from fruits.storage.lease import OutputBusy, describe, holder, stale_reason
 from fruits.storage.publish import new_run_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -119,7 +124,6 @@ def resolve_parameters(args) -> dict[str, Any]:
         An unknown name, a wrong type or a bad value, naming the parameter, and the file
         when one set it; a parameters file that is missing, not YAML or not a mapping.
     """
-    from fruits import params
 
     groups = params.CLOUD_NOTEBOOK_PARAMETERS if args.livy else params.LOCAL_NOTEBOOK_PARAMETERS
     defaults = params.parameter_defaults(groups)
@@ -180,8 +184,6 @@ def run_command(args) -> int:
     output_dir = parameters["output_dir"]
     print(f"Running {os.path.basename(source)} -> {output_dir} (run {parameters['run_id']}){where}", flush=True)
     from papermill.exceptions import PapermillExecutionError
-
-    from fruits.run.notebook import execute_notebook, render_html
 
     started = time.perf_counter()
     # The kernel's temporary folders (e.g. the local mirror of an s3:// output written without
@@ -246,7 +248,6 @@ def _write_timings(executed: str, notebook_seconds: float, render_seconds: float
 
 def _refuse_a_busy_output(output_dir: str) -> None:
     """Refuse before any kernel starts if a live run holds the output's lease (the run itself checks again)."""
-    from fruits.storage.lease import OutputBusy, describe, holder, stale_reason
 
     try:
         other = holder(output_dir) if location.is_remote(output_dir) or os.path.isdir(output_dir) else None
@@ -293,10 +294,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 
 
 def project_command_line(args) -> int:
-    from fruits.storage.lease import OutputBusy
-    from fruits.inputs.listing import InputError
     from fruits.run.projection import project_images
-    from fruits.spark.session import local_spark
     from fruits.engines.weights import MissingWeightsError
 
     spark = local_spark(args.master, app_name="fruits-project")

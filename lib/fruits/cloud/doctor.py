@@ -14,7 +14,9 @@ import sys
 import uuid
 from typing import Any, Callable
 
+from fruits import __version__
 from fruits import params
+from fruits.cloud.livy.rest import LivyClient, LivyError
 from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark.settings import EXECUTOR
 
@@ -64,8 +66,6 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
     """
     import platform
 
-    import fruits
-
     results: list[dict] = []
 
     def driver_python():
@@ -74,10 +74,10 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
         return f"Python {platform.python_version()} at {sys.executable}"
 
     def driver_fruits():
-        if expected_version and fruits.__version__ != expected_version:
-            raise RuntimeError(f"fruits {fruits.__version__} on the cluster, {expected_version} here: "
+        if expected_version and __version__ != expected_version:
+            raise RuntimeError(f"fruits {__version__} on the cluster, {expected_version} here: "
                                "upload the new wheel and recreate the cluster")
-        return f"fruits {fruits.__version__}"
+        return f"fruits {__version__}"
 
     def driver_plotting():
         import matplotlib
@@ -87,7 +87,7 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
     _check(results, "driver: Python 3.11", driver_python)
     _check(results, "driver: fruits installed", driver_fruits)
     _check(results, "driver: matplotlib", driver_plotting)
-    _check(results, "executors: Python and fruits", lambda: _executor_report(spark, fruits.__version__))
+    _check(results, "executors: Python and fruits", lambda: _executor_report(spark, __version__))
     _check(results, f"executors: the default engine ({params.DEFAULT_ENGINE}) loads and runs", lambda: _engine_runs(spark))
     _check(results, f"bucket: {bucket_uri} is readable", lambda: _readable(bucket_uri))
     _check(results, f"bucket: {bucket_uri} is writable", lambda: _writable(bucket_uri))
@@ -176,8 +176,6 @@ def statement_code(bucket_uri: str, expected_version: str) -> str:
 def diagnose(livy_url: str, bucket_uri: str, *, startup_timeout: float = 600.0,
              check_timeout: float = 600.0) -> list[dict]:
     """Open a session at ``livy_url``, run the checks, delete the session; one dict per check."""
-    from fruits import __version__
-    from fruits.cloud.livy.rest import LivyClient, LivyError
 
     client = LivyClient(livy_url)
     results: list[dict] = []

@@ -44,6 +44,9 @@ import argparse
 import json
 import sys
 from typing import Any, Callable, ClassVar
+from fruits import __version__
+from fruits import params
+from fruits.cloud import doctor
 
 #: The verbs every platform offers, in the order its help lists them.
 COMMON_VERBS = ("upload", "create-cluster", "run", "status", "terminate", "doctor")
@@ -133,7 +136,6 @@ class SparkPlatform(abc.ABC):
             A bad file, an unknown name or a wrong type (naming file and key), or no
             input/output from either the flags or a file.
         """
-        from fruits import params
 
         groups = params.CLOUD_NOTEBOOK_PARAMETERS
         known = params.parameter_defaults(groups)
@@ -202,8 +204,6 @@ class SparkPlatform(abc.ABC):
 
     def doctor(self, args: argparse.Namespace) -> int:
         """``doctor``: open one small Livy session at ``args.livy`` and check the cluster from its driver."""
-        from fruits import __version__
-        from fruits.cloud import doctor
 
         target = self.storage_location(args)
         if args.dry_run:

@@ -12,6 +12,8 @@ import random
 import numpy as np
 import pandas as pd
 
+from fruits.analysis.pca import PCA_VECTOR_COL
+from fruits.featurize.preprocess import ImageDecodeError, load_rgb
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
@@ -58,8 +60,6 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
     """
     import fsspec
 
-    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
-
     rng = random.Random(seed)
     by_label: dict[str, list] = {}
     for image in images:
@@ -94,8 +94,6 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
     are read by ``threads`` threads, each read a round trip.
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
 
     def read(path: str):
         try:
@@ -221,8 +219,6 @@ def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-
-    from fruits.analysis.pca import PCA_VECTOR_COL
 
     model = LogisticRegressionModel.load(layout.classifier)
     index = {label: float(position) for position, label in enumerate(evaluation["labels"])}

@@ -18,6 +18,8 @@ import json
 
 import pandas as pd
 
+from fruits.report.explore import load_pixels
+from fruits.report.plots import _palette
 from fruits.storage.layout import OutputLayout
 
 #: Element ids the browser test (and a reader's own scripts) can rely on.
@@ -55,8 +57,6 @@ def thumbnails(paths, *, side: int = 64, quality: int = 80) -> list[str]:
     """``data:`` URIs of small JPEG thumbnails (an empty string for an unreadable file)."""
     from PIL import Image
 
-    from fruits.report.explore import load_pixels
-
     pixels = load_pixels(list(paths), side=side, threads=16)
     uris = []
     for path in paths:
@@ -93,8 +93,6 @@ def map_html(points: pd.DataFrame, *, thumbs: list[str], title: str) -> str:
     # without building plotly's validated Python objects: 0.18 s instead of 0.82 s for 120 classes.
     import plotly.io
     from plotly.offline import get_plotlyjs
-
-    from fruits.report.plots import _palette
 
     labels = sorted(points["label"].unique())
     colours = dict(zip(labels, map(_hex, _palette(len(labels)))))

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits.inputs.reading import spark_can_access
-from fruits.run.progress import spark_progress
 from fruits.analysis.pca import PcaResult
+from fruits.inputs.reading import spark_can_access
 from fruits.run import steps
 from fruits.run.manifest import build_manifest
 from fruits.run.plan import PreparedRun
+from fruits.run.progress import spark_progress
+from fruits.run.timing import StageTimer
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 from fruits.storage.staged import staged_run
-from fruits.run.timing import StageTimer
 
 #: What an incremental run reads back from the previous run.
 _PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")

@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import platform
-from typing import TYPE_CHECKING
 
+from fruits.analysis.pca import PcaResult
+from fruits.engines import PreparedEngine
+from fruits.inputs.inventory import Increment
+from fruits.run.plan import PreparedRun
+from fruits.run.timing import StageTimer
 from fruits.storage.layout import run_layout
-
-if TYPE_CHECKING:  # the types of build_manifest's arguments, for annotations only
-    from fruits.engines import PreparedEngine
-    from fruits.inputs.inventory import Increment
-    from fruits.analysis.pca import PcaResult
-    from fruits.run.plan import PreparedRun
-    from fruits.run.timing import StageTimer
 
 #: Packages whose versions decide the features; recorded in every manifest.
 TRACKED_PACKAGES = (

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 from typing import Any, Mapping
+from fruits.report.html import render
 
 #: The kernel of the local notebook (``fruits run`` without ``--livy``).
 LOCAL_KERNEL = "python3"
@@ -79,8 +80,6 @@ def render_html(notebook_path: str, html_path: str) -> None:
     text, and a successful run gets its interactive PCA map (see :mod:`fruits.report.html`).
     """
     import nbformat
-
-    from fruits.report.html import render
 
     notebook = nbformat.read(notebook_path, as_version=4)
     body = render(notebook)

@@ -14,17 +14,17 @@ from __future__ import annotations
 import dataclasses
 
 from fruits import config
-from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits import engines
 from fruits.engines import PreparedEngine
-from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
-from fruits.storage.lease import Lease
+from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 from fruits.inputs import inventory
 from fruits.inputs.listing import InputRoot, check_input
 from fruits.params import RunParams
+from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.storage import location
+from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
+from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
-from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 
 
 @dataclasses.dataclass

@@ -10,6 +10,8 @@ features of different weights would silently give meaningless coordinates.
 from __future__ import annotations
 
 from fruits import engines
+from fruits.analysis.pca import PCA_VECTOR_COL, project
+from fruits.engines.weights import RANDOM
 from fruits.featurize.step import choose_partitions, featurize_and_split
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import read_images, spark_can_access
@@ -19,7 +21,6 @@ from fruits.storage.layout import OutputLayout, current_run, holds_run
 from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
 from fruits.storage.staged import staged_run
-from fruits.engines.weights import RANDOM
 
 
 class IncompatibleRunError(ValueError):
@@ -58,8 +59,6 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     from pyspark.ml.feature import PCAModel
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
-
-    from fruits.analysis.pca import PCA_VECTOR_COL, project
 
     try:
         run = OutputLayout(current_run(run_dir.rstrip("/")))
