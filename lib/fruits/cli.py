@@ -30,6 +30,7 @@ from fruits.cloud import tunnel
 from fruits.cloud.registry import get_platform, platform_names
 from fruits.inputs.listing import InputError
 from fruits.run.notebook import execute_notebook, render_html
+from fruits.spark import settings as spark_settings
 from fruits.spark.session import local_spark
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout, run_layout
@@ -59,13 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--input", required=True, help="folder of new images")
     proj.add_argument("--output", required=True, help="where projected/, rejected/ and manifest.json go")
     proj.add_argument("--weights", help="weights to use (default: the source the run recorded)")
-    proj.add_argument("--master", default="local[2]", help="local Spark master")
+    proj.add_argument("--master", default=spark_settings.LOCAL_MASTER, help="local Spark master")
     proj.add_argument("--overwrite", action="store_true", help="replace an existing projection")
     for name in platform_names():  # fruits emr ...: each managed-Spark platform adds its verbs
         get_platform(name).add_parser(commands)
     livy = commands.add_parser("livy", help="serve the project's Livy double (a Livy-compatible test server)")
     livy.add_argument("--port", type=int, default=8998, help="port on 127.0.0.1 (default 8998, Livy's)")
-    livy.add_argument("--master", default="local[2]", help="Spark master of the sessions' drivers")
+    livy.add_argument("--master", default=spark_settings.LOCAL_MASTER, help="Spark master of the sessions' drivers")
     livy.add_argument("--request-log", help="append every request as a JSON line to this file")
     tunnel.add_parser(commands)
     return parser
@@ -124,37 +125,18 @@ def resolve_parameters(args) -> dict[str, Any]:
         An unknown name, a wrong type or a bad value, naming the parameter, and the file
         when one set it; a parameters file that is missing, not YAML or not a mapping.
     """
-
     groups = params.CLOUD_NOTEBOOK_PARAMETERS if args.livy else params.LOCAL_NOTEBOOK_PARAMETERS
-    defaults = params.parameter_defaults(groups)
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}  # the file that set a value, to name it in an error
-    for path in args.parameters_file:
-        for name, value in params.read_parameter_file(path, groups).items():
-            values[name], origin[name] = value, path
-    for name, text in args.parameter:
-        if name not in defaults:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(defaults)}")
-        values[name] = params.parse_value(text)
-        origin.pop(name, None)
-    if args.input is not None:
-        values["input_path"] = location.absolute(args.input)
-        origin.pop("input_path", None)
-    if args.output is not None:
-        origin.pop("output_dir", None)
-    output = args.output or values.get("output_dir") or str(config.default_output_dir())
+    values, origin = params.given_values(
+        groups, files=args.parameters_file, assignments=args.parameter,
+        flags={"input_path": args.input and location.absolute(args.input), "output_dir": args.output})
+    # Paths are made absolute here, where they were typed: the notebook runs in another folder.
+    output = values.get("output_dir") or str(config.default_output_dir())
     values["output_dir"] = location.absolute(output) if isinstance(output, str) else output
     weights = values.get("weights")
     if isinstance(weights, str) and os.path.exists(weights):
         values["weights"] = os.path.abspath(weights)
-    resolved = {**defaults, **values}
-    try:
-        params.validate_parameters(resolved, groups)
-    except ValueError as exc:  # messages start with the parameter's name
-        name = str(exc).split(" ", 1)[0]
-        if name in origin:
-            raise ValueError(f"{origin[name]}: {exc}") from None
-        raise
+    resolved = {**params.parameter_defaults(groups), **values}
+    params.validate_parameters(resolved, groups, origin)
     return resolved
 
 

@@ -13,6 +13,7 @@ import re
 import typing
 from typing import Any, Callable, Mapping, Sequence
 
+from fruits import config
 from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark import settings as spark_settings
 
@@ -113,7 +114,7 @@ class RunParams:
     input_path: str | None = _parameter(
         None, "folder of class sub-folders (local or s3://); None: generated synthetic demo images")
     output_dir: str = _parameter(
-        "output/demo", "receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json")
+        config.DEFAULT_OUTPUT_DIR, "receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json")
     weights: str | None = _parameter(
         None, "\"imagenet\", a Keras .h5 path (local or s3://), \"random\"; None: FRUITS_WEIGHTS, then Keras' cache")
     k: int = _parameter(50, "PCA components kept")
@@ -276,11 +277,79 @@ def parameter_defaults(groups: Sequence[type]) -> dict[str, Any]:
     return {field.name: field.default for field in parameter_fields(groups)}
 
 
-def validate_parameters(values: Mapping[str, Any], groups: Sequence[type]) -> None:
-    """Validate a complete set of values, group by group (``ValueError`` names the parameter)."""
-    for group in groups:
-        names = [field.name for field in dataclasses.fields(group)]
-        group(**{name: values[name] for name in names if name in values}).validate()
+def validate_parameters(values: Mapping[str, Any], groups: Sequence[type],
+                        origin: Mapping[str, str] | None = None) -> None:
+    """Validate a complete set of values, group by group (``ValueError`` names the parameter).
+
+    ``origin`` (from :func:`given_values`) names the file a value came from: the error
+    then starts with it.
+    """
+    try:
+        for group in groups:
+            names = [field.name for field in dataclasses.fields(group)]
+            group(**{name: values[name] for name in names if name in values}).validate()
+    except ValueError as exc:  # messages start with the parameter's name
+        name = str(exc).split(" ", 1)[0]
+        if origin and name in origin:
+            raise ValueError(f"{origin[name]}: {exc}") from None
+        raise
+
+
+def given_values(groups: Sequence[type], *, files: Sequence[str] = (),
+                 assignments: Sequence[tuple[str, str]] = (),
+                 flags: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values a command was given for a notebook's parameters: each ``-f`` file, then ``-p``, then flags.
+
+    The one rule every command follows (``fruits run``, ``fruits emr run``): later
+    ``-f`` files win over earlier ones, ``-p NAME VALUE`` (read as YAML, like papermill)
+    over every file, and a flag that is not ``None`` (``--input``, ``--output``) over
+    ``-p``. Names and types are checked here; ranges and the rest by
+    :func:`validate_parameters` once defaults are filled in.
+
+    Parameters
+    ----------
+    groups : sequence of type
+        The notebook's parameter groups (:data:`LOCAL_NOTEBOOK_PARAMETERS`, ...).
+    files : sequence of str
+        ``-f`` YAML files, in the order given.
+    assignments : sequence of (str, str)
+        ``-p NAME VALUE`` pairs, in the order given.
+    flags : mapping, optional
+        Parameter name -> a flag's value, ``None`` when the flag was not given.
+
+    Returns
+    -------
+    (dict, dict)
+        The values given, and for each value that came from a file, that file.
+
+    Raises
+    ------
+    ValueError
+        An unknown name or a wrong type (naming the file when one set it); a
+        parameters file that is missing, not YAML or not a mapping.
+
+    Examples
+    --------
+    >>> given_values([RunParams], assignments=[("k", "20"), ("mode", "overwrite")], flags={"output_dir": "/o"})
+    ({'k': 20, 'mode': 'overwrite', 'output_dir': '/o'}, {})
+    """
+    known = parameter_defaults(groups)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for path in files:
+        for name, value in read_parameter_file(path, groups).items():
+            values[name], origin[name] = value, path
+    for name, text in assignments:
+        if name not in known:
+            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
+        values[name] = parse_value(text)
+        check_type(name, values[name], groups)
+        origin.pop(name, None)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+            origin.pop(name, None)
+    return values, origin
 
 
 def check_type(name: str, value: Any, groups: Sequence[type]) -> None:

@@ -136,21 +136,10 @@ class SparkPlatform(abc.ABC):
             A bad file, an unknown name or a wrong type (naming file and key), or no
             input/output from either the flags or a file.
         """
-
-        groups = params.CLOUD_NOTEBOOK_PARAMETERS
-        known = params.parameter_defaults(groups)
-        values: dict[str, Any] = {}
-        for path in args.parameters_file:
-            values.update(params.read_parameter_file(path, groups))
-        for name, text in args.parameter:
-            if name not in known:
-                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
-            values[name] = params.parse_value(text)
-            params.check_type(name, values[name], groups)
-        input_path = args.input or values.pop("input_path", None)
-        output = args.output or values.pop("output_dir", None)
-        values.pop("input_path", None)
-        values.pop("output_dir", None)
+        values, _ = params.given_values(params.CLOUD_NOTEBOOK_PARAMETERS, files=args.parameters_file,
+                                        assignments=args.parameter,
+                                        flags={"input_path": args.input, "output_dir": args.output})
+        input_path, output = values.pop("input_path", None), values.pop("output_dir", None)
         if not input_path or not output:
             missing = " and ".join(n for n, v in (("--input", input_path), ("--output", output)) if not v)
             raise ValueError(f"{missing} missing: give the flag, or input_path/output_dir in a -f file")
