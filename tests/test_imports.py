@@ -224,6 +224,21 @@ def test_every_deferred_import_has_its_reason_and_none_is_stale():
     assert all(len(reason) > 20 for reason in DEFERRED.values())
 
 
+def test_only_storage_touches_fsspec():
+    """Files are opened, listed and written through :mod:`fruits.storage.location` (local or remote
+    decided there once); no other module imports fsspec itself."""
+    importers = []
+    for name, path in module_files().items():
+        if name.startswith("fruits.storage"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "fsspec" or n.startswith("fsspec.") for n in names):
+                importers.append(f"{path.relative_to(LIB)}:{node.lineno}")
+    assert importers == [], f"fsspec imported outside fruits.storage: {importers}"
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
     assert strongly_connected({"a": {"b"}, "b": set()}) == []

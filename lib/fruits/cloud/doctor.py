@@ -19,6 +19,7 @@ from fruits import params
 from fruits.cloud.livy.rest import LivyClient, LivyError
 from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark.settings import EXECUTOR
+from fruits.storage import location
 
 
 def _per_worker_cap() -> str:
@@ -139,19 +140,15 @@ def _engine_runs(spark) -> str:
 
 
 def _readable(bucket_uri: str) -> str:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(bucket_uri)
+    fs, path = location.filesystem(bucket_uri)
     bucket = path.split("/", 1)[0]
     fs.ls(bucket, refresh=True)
     return f"listed {bucket}"
 
 
 def _writable(bucket_uri: str) -> str:
-    import fsspec
-
     probe = f"{bucket_uri.rstrip('/')}/doctor/probe-{uuid.uuid4().hex}"
-    fs, path = fsspec.core.url_to_fs(probe)
+    fs, path = location.filesystem(probe)
     fs.pipe_file(path, b"fruits doctor probe")
     if fs.cat_file(path) != b"fruits doctor probe":
         raise RuntimeError(f"{probe} read back differently")

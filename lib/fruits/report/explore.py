@@ -58,8 +58,6 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
     One image per class in turn (classes in random order), so the grid shows variety.
     Unreadable files are skipped here: the pipeline itself records them.
     """
-    import fsspec
-
     rng = random.Random(seed)
     by_label: dict[str, list] = {}
     for image in images:
@@ -75,8 +73,7 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
                 continue
             image = files[rng.randrange(len(files))] if round_index == 0 else files[round_index]
             try:
-                with fsspec.open(image.path, "rb") as handle:
-                    picked.append((label, np.asarray(load_rgb(handle.read()))))
+                picked.append((label, np.asarray(load_rgb(location.read_bytes(image.path)))))
             except (ImageDecodeError, OSError):
                 continue
         round_index += 1

@@ -20,6 +20,7 @@ import pandas as pd
 
 from fruits.report.explore import load_pixels
 from fruits.report.plots import _palette
+from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
 #: Element ids the browser test (and a reader's own scripts) can rely on.
@@ -33,11 +34,10 @@ def read_points(output_dir: str, *, max_points: int = 2400, seed: int = 0) -> pd
     At most ``max_points`` rows: ``max_points // classes`` (at least one) per class, so small
     classes are as visible as large ones.
     """
-    import fsspec
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    fs, root = fsspec.core.url_to_fs(OutputLayout(output_dir).pca)
+    fs, root = location.filesystem(OutputLayout(output_dir).pca)
     files = sorted(path for path in fs.find(root) if path.endswith(".parquet"))
     table = pq.ParquetDataset(files, filesystem=fs).read(columns=["path", "label", "pca_features"])
     frame = pd.DataFrame({
