@@ -53,7 +53,9 @@ $(CHROMIUM):
 
 lab: env ## Open the paired notebooks in JupyterLab
 	$(PIP_INSTALL) -e ".[local,lab]"
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	@# Jupyter refuses to run as root without --allow-root: a container's user is often root.
+	@# LAB_ARGS passes more options, e.g. make lab LAB_ARGS="--no-browser --ServerApp.port=8899".
+	$(BIN)/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 livy: env ## Serve the Livy double on 127.0.0.1:8998 (try the cloud notebook locally; Ctrl-C stops it)
 	$(BIN)/fruits livy
