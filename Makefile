@@ -60,7 +60,7 @@ lab: env ## Open the paired notebooks in JupyterLab
 livy: env ## Serve the Livy double on 127.0.0.1:8998 (try the cloud notebook locally; Ctrl-C stops it)
 	$(BIN)/fruits livy
 
-sync-notebooks: env ## Regenerate the notebooks' parameters and %%configure cells, emr-config/configurations.json and the .ipynb files from their sources
+sync-notebooks: env ## Regenerate the notebooks' parameters, %%configure and shared cells (notebooks/shared/body.py), emr-config/configurations.json and the .ipynb files from their sources
 	$(BIN)/python tools/sync_derived.py --write
 	$(BIN)/jupytext --sync notebooks/*.py
 
