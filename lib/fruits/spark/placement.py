@@ -15,7 +15,7 @@ import ipaddress
 import os
 import socket
 import xml.etree.ElementTree as ElementTree
-from typing import Mapping
+from typing import Mapping, MutableMapping
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
@@ -179,3 +179,12 @@ def _yarn_resource_manager(environ: Mapping[str, str]) -> tuple[str, int] | None
             port = address.rsplit(":", 1)[1] if ":" in address else "8032"
             return host, int(port) if port.isdigit() else 8032
     return None
+
+
+def set_environ(values: Mapping[str, str | None], environ: MutableMapping[str, str] = os.environ) -> None:
+    """Set each variable of ``values`` (:attr:`DriverSettings.environ`) in ``environ``; ``None`` removes it."""
+    for name, value in values.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value

@@ -22,7 +22,7 @@ from fruits import config
 from fruits.spark import jvm_archive
 from fruits.spark import settings as spark_settings
 from fruits.spark.executors import wait_for_executors
-from fruits.spark.placement import driver_settings
+from fruits.spark.placement import driver_settings, set_environ
 
 #: Settings of every session built here, from :mod:`fruits.spark.settings` (EMR's
 #: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
@@ -39,18 +39,10 @@ def _scoped_environ(changes: Mapping[str, str | None], environ: MutableMapping[s
     """Apply ``changes`` while PySpark launches its JVM, then put the environment back."""
     saved = {name: environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        set_environ(changes, environ)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        set_environ(saved, environ)
 
 
 def executor_wait_seconds(value: float | None = None, *, environ: Mapping[str, str] | None = None) -> float:
