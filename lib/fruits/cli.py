@@ -128,7 +128,8 @@ def resolve_parameters(args) -> dict[str, Any]:
     groups = params.CLOUD_NOTEBOOK_PARAMETERS if args.livy else params.LOCAL_NOTEBOOK_PARAMETERS
     values, origin = params.given_values(
         groups, files=args.parameters_file, assignments=args.parameter,
-        flags={"input_path": args.input and location.absolute(args.input), "output_dir": args.output})
+        flags={"input_path": None if args.input is None else location.absolute(args.input),
+               "output_dir": args.output or None})
     # Paths are made absolute here, where they were typed: the notebook runs in another folder.
     output = values.get("output_dir") or str(config.default_output_dir())
     values["output_dir"] = location.absolute(output) if isinstance(output, str) else output

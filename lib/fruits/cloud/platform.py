@@ -138,7 +138,7 @@ class SparkPlatform(abc.ABC):
         """
         values, _ = params.given_values(params.CLOUD_NOTEBOOK_PARAMETERS, files=args.parameters_file,
                                         assignments=args.parameter,
-                                        flags={"input_path": args.input, "output_dir": args.output})
+                                        flags={"input_path": args.input or None, "output_dir": args.output or None})
         input_path, output = values.pop("input_path", None), values.pop("output_dir", None)
         if not input_path or not output:
             missing = " and ".join(n for n, v in (("--input", input_path), ("--output", output)) if not v)
