@@ -66,12 +66,14 @@ hub: env ## JupyterHub as on EMR on https://localhost:9443 (root; users alice,bo
 
 lab: env ## Open the paired notebooks in JupyterLab
 	$(PIP_INSTALL) -e ".[local,lab]"
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	@# Jupyter refuses to run as root without --allow-root: a container's user is often root.
+	@# LAB_ARGS passes more options, e.g. make lab LAB_ARGS="--no-browser --ServerApp.port=8899".
+	$(BIN)/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 livy: env ## Serve the Livy double on 127.0.0.1:8998 (try the cloud notebook locally; Ctrl-C stops it)
 	$(BIN)/fruits livy
 
-sync-notebooks: env ## Regenerate the notebooks' parameters and %%configure cells, emr-config/configurations.json and the .ipynb files from their sources
+sync-notebooks: env ## Regenerate the notebooks' parameters, %%configure and shared cells (notebooks/shared/body.py), emr-config/configurations.json and the .ipynb files from their sources
 	$(BIN)/python tools/sync_derived.py --write
 	$(BIN)/jupytext --sync notebooks/*.py
 

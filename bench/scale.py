@@ -117,6 +117,7 @@ def child(path: str, tree: str, scratch: str) -> dict:
     start = time.perf_counter()
     if path == "new":
         from fruits.featurize.step import choose_partitions
+        from fruits import engines
         from fruits.inputs import calibration, inventory
         from fruits.inputs.listing import check_input, list_files
         from fruits.inputs.reading import read_images
@@ -132,7 +133,7 @@ def child(path: str, tree: str, scratch: str) -> dict:
                        classes=len(listing.classes), partitions=partitions)
         rss_before_calibration = _maxrss_mb()
         started = time.perf_counter()
-        chosen = calibration.choose_calibration(listing.images())
+        chosen = calibration.choose_calibration(listing.images(), count=engines.get("onnx-int8").calibration_images)
         figures.update(int8_calibration_seconds=round(time.perf_counter() - started, 3),
                        int8_calibration_images=len(chosen),
                        peak_rss_mb_before_calibration=round(rss_before_calibration, 1))

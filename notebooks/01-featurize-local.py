@@ -19,10 +19,12 @@
 # # Fruits! — MobileNetV2 features and their PCA, on local Spark
 #
 # Reads a folder of images (one sub-folder per class, the label is the folder's name),
-# computes MobileNetV2 ImageNet features (1280 per image) in a Spark pandas UDF, reduces
-# them with Spark ML PCA and writes everything next to a `manifest.json`. The same
-# library calls run on EMR in `02-featurize-emr`; only the parameters and the session
-# differ. Without `input_path`, the run uses synthetic images the project generates.
+# computes MobileNetV2 ImageNet features (1280 per image) in Spark tasks (a `mapInArrow`
+# function feeds batches of images to the chosen engine), reduces them with a one-pass PCA
+# (Spark sums the features' moments, NumPy decomposes them on the driver and projects each
+# batch; the model is saved as a Spark ML `PCAModel`) and writes everything next to a
+# `manifest.json`. The same library calls run on EMR in `02-featurize-emr`; only the
+# parameters and the session differ. Without `input_path`, the run uses synthetic images the project generates.
 
 # %% tags=["parameters"]
 # Generated from fruits.params (RunParams, SessionParams) by tools/sync_derived.py: change defaults there.
@@ -56,7 +58,8 @@ driver_memory = "4g"  # local Spark JVM heap
 from fruits.inputs.listing import spread_sample
 from fruits.report import explore, plots
 from fruits.params import RunParams
-from fruits.run import execute, prepare
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
 from fruits.storage.reach import master_of
 from fruits.report.display import (confusion_figure, evaluation_figure, per_class_figure,
                                    register_matplot_magic, show_banners, show_evaluation, show_table,

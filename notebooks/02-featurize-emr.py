@@ -74,7 +74,8 @@ shared_paths = None  # folders mounted on every node (NFS, EFS), comma-separated
 from fruits.inputs.listing import spread_sample
 from fruits.report import explore, plots
 from fruits.params import RunParams
-from fruits.run import execute, prepare
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
 from fruits.storage.reach import master_of
 from fruits.report.display import (confusion_figure, evaluation_figure, per_class_figure,
                                    register_matplot_magic, show_banners, show_evaluation, show_table,

@@ -167,7 +167,8 @@ def cluster(tmp_path):
 CLUSTER_RUN = textwrap.dedent("""
     import json, sys
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
     from fruits.spark.session import local_spark
 
     params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, partitions=8)
@@ -188,7 +189,8 @@ CLUSTER_RUN = textwrap.dedent("""
 
 def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spark, tmp_path):
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
 
     images = generate_demo_images(tmp_path / "images", per_class=50, seed=8)  # 300 images
     undisturbed = execute(spark, prepare(RunParams(input_path=str(images), output_dir=str(tmp_path / "reference"),

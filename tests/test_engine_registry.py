@@ -114,7 +114,8 @@ def test_a_new_engine_is_one_module_and_one_line(toy, spark, tmp_path, monkeypat
 
     from fruits.run.demo_data import generate_demo_images
     from fruits.featurize.preprocess import decode_and_resize
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
     from fruits.run.projection import IncompatibleRunError, project_images
 
     with pytest.raises(ValueError, match="^image_size must be 64 with engine 'toy' .*got 224"):

@@ -172,7 +172,8 @@ def test_int8_run_records_its_calibration_and_an_incremental_run_reuses_it(spark
     import shutil
 
     from fruits.run.demo_data import generate_demo_images
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
 
     monkeypatch.setenv("FRUITS_CACHE", str(tmp_path / "cache"))
     images = generate_demo_images(tmp_path / "images", per_class=3, seed=4)

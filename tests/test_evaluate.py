@@ -11,7 +11,8 @@ from fruits.run.demo_data import CLASSES, generate_demo_images, generate_demo_tr
 from fruits.analysis.evaluate import scores
 from fruits.storage.layout import current_run
 from fruits.params import RunParams
-from fruits.run import execute, prepare
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
 from fruits.run.projection import IncompatibleRunError, project_images
 from tests.conftest import copy_slice
 from tests.test_emr import moto  # noqa: F401  (fixture: a moto S3 server on 127.0.0.1)
@@ -132,7 +133,7 @@ def _labelled_features(spark, tmp_path, *, per_class: dict[str, tuple[int, int]]
     distinct power-law scales (as MobileNetV2's features), so each leading component is
     well defined, and the classes overlap enough that the accuracy moves with k.
     """
-    from fruits.params import FEATURE_DIM
+    from fruits.featurize.shapes import FEATURE_DIM
 
     rng = np.random.default_rng(seed)
     factors = 40

@@ -84,7 +84,7 @@ def test_calibration_chosen_in_spark_equals_the_engine_rule(spark, total, count)
 
 def test_calibration_needs_an_image(spark):
     with pytest.raises(ValueError, match="needs at least one image"):
-        calibration.choose_calibration(spark.createDataFrame([], "path string"))
+        calibration.choose_calibration(spark.createDataFrame([], "path string"), count=100)
     with pytest.raises(ValueError, match="count must be a positive integer, got 0"):
         calibration.spaced_indices(5, 0)
 
@@ -140,7 +140,9 @@ def test_a_run_records_an_image_that_vanished_after_the_listing_and_retries_it_n
     """The file is in the listing snapshot, gone when the executors read it: rejected with the reason, counted."""
     from fruits.run.demo_data import generate_demo_images
     from fruits.params import RunParams
-    from fruits.run import execute, prepare, steps
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
+    from fruits.run import steps
 
     images = generate_demo_images(tmp_path / "images", per_class=3, seed=6)
     victim = sorted(images.glob("Synthetic Kiwi/*.jpg"))[0]
@@ -173,7 +175,9 @@ def test_a_run_records_an_image_that_vanished_after_the_listing_and_retries_it_n
 def test_a_run_over_no_readable_image_is_refused_before_featurization(spark, tmp_path, monkeypatch):
     """The driver cannot know before Spark lists: the listing refuses, with the message, before any image is read."""
     from fruits.params import RunParams
-    from fruits.run import execute, prepare, steps
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
+    from fruits.run import steps
     from fruits.inputs.listing import InputError
     from fruits.storage.layout import holds_run
 

@@ -12,7 +12,7 @@ has a timeout. Skipped, with the reason, only where ``ip netns add`` is not perm
 
 The environment keeps ``SPARK_LOCAL_IP=127.0.0.1`` (set by the Makefile and conftest
 for local runs), as a user's would: a driver bound to loopback must not be what the
-cluster sees. The module's first tests check :func:`fruits.spark.session.driver_settings`
+cluster sees. The module's first tests check :func:`fruits.spark.placement.driver_settings`
 without any JVM.
 """
 
@@ -31,7 +31,8 @@ from pathlib import Path
 import pytest
 
 from fruits.run.demo_data import generate_demo_images
-from fruits.spark.session import driver_settings, executor_wait_seconds, is_local_master, master_endpoint
+from fruits.spark.placement import driver_settings, is_local_master, master_endpoint
+from fruits.spark.session import executor_wait_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
@@ -63,9 +64,9 @@ def test_cluster_masters_drop_a_loopback_spark_local_ip_and_advertise_the_route_
 
 
 def test_a_master_name_that_resolves_to_loopback_here_leaves_the_choice_to_spark(monkeypatch):
-    import fruits.spark.session
+    import fruits.spark.placement
 
-    monkeypatch.setattr(fruits.spark.session, "route_address", lambda host, port: "127.0.1.1")  # Debian's /etc/hosts
+    monkeypatch.setattr(fruits.spark.placement, "route_address", lambda host, port: "127.0.1.1")  # Debian's /etc/hosts
     assert driver_settings("spark://myhost:7077", environ={}).conf == {}
     assert driver_settings("spark://localhost:7077", environ={}).conf == {"spark.driver.host": "127.0.1.1"}
 

@@ -246,7 +246,8 @@ CONCURRENT_RUN = textwrap.dedent("""
     import json, os, sys, time
     import fruits.featurize.batches
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
 
     original = fruits.featurize.batches.featurize_contents
     stall = float(sys.argv[4])
@@ -329,7 +330,8 @@ def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark
     import boto3
 
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
 
     bucket = f"fruits-reader-{os.getpid()}"
     boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration=REGION)
@@ -405,7 +407,8 @@ def test_fruits_project_reads_a_run_in_a_bucket_and_publishes_into_a_bucket(spar
 
     from fruits.run.demo_data import CLASSES, generate_demo_training_images
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
     from fruits.run.projection import project_images
 
     bucket = f"fruits-project-{os.getpid()}"

@@ -6,7 +6,8 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from fruits.storage.layout import OutputLayout
 from fruits.params import RunParams
-from fruits.run import execute, prepare
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
 
 FEATURES_SCHEMA = StructType([
     StructField("path", StringType()), StructField("label", StringType()),

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pyspark.ml.feature import PCA, PCAModel
 
-from fruits.params import FEATURE_DIM
+from fruits.featurize.shapes import FEATURE_DIM
 from fruits.analysis.pca import (VECTOR_COL, feature_moments, fit_pca, pca_model, principal_components, project,
                            smallest_k_for, with_vectors)
 

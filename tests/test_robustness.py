@@ -21,7 +21,8 @@ from fruits.run.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
 from fruits.inputs.listing import UNLABELLED
 from fruits.params import RunParams
-from fruits.run import execute, prepare
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +116,8 @@ INTERRUPTED_RUN = textwrap.dedent("""
     import sys, time
     import fruits.featurize.batches
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
     from fruits.spark.session import local_spark
 
     def stalled(*args, **kwargs):
@@ -155,7 +157,8 @@ WORKER_KILLED_ONCE = textwrap.dedent("""
     import json, os, sys
     import fruits.featurize.batches
     from fruits.params import RunParams
-    from fruits.run import execute, prepare
+    from fruits.run.execute import execute
+    from fruits.run.plan import prepare
     from fruits.spark.session import local_spark
 
     original = fruits.featurize.batches.featurize_contents

@@ -93,6 +93,18 @@ def test_the_parameter_table_of_the_docs_agrees_with_the_defaults():
 
 # --- Spark settings: local sessions, configurations.json and %%configure derive from one module ---
 
+def test_an_edit_of_the_shared_body_reaches_both_notebooks(tmp_path):
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
+    shutil.copytree(ROOT / "emr-config", tmp_path / "emr-config")
+    _replace(tmp_path, sync_derived.SHARED_BODY, "# ## Timings", "# ## Where the time went")
+    notebooks = sorted(tmp_path / name for name in sync_derived.NOTEBOOKS)
+    assert sorted(sync_derived.stale(tmp_path)) == notebooks
+    for path, text in sync_derived.derived(tmp_path).items():
+        path.write_text(text)
+    assert all("# ## Where the time went\n" in path.read_text() for path in notebooks)
+    assert sync_derived.stale(tmp_path) == []
+
+
 def test_derived_copies_are_in_step_with_their_sources():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_derived.py"), "--check"],
                             capture_output=True, text=True)
@@ -131,8 +143,17 @@ def _drift_configurations(root):
     return path
 
 
+def _drift_shared_cell(root):
+    return _replace(root, "notebooks/02-featurize-emr.py", "count=16, seed=seed)", "count=12, seed=seed)")
+
+
+def _drift_shared_heading(root):
+    return _replace(root, "notebooks/01-featurize-local.py", "# ## Rejected files", "# ## Rejected")
+
+
 @pytest.mark.parametrize("drift", [_drift_parameter_default, _drift_parameter_order, _drift_configure_cell,
-                                   _drift_configurations], ids=lambda f: f.__name__[len("_drift_"):])
+                                   _drift_configurations, _drift_shared_cell, _drift_shared_heading],
+                         ids=lambda f: f.__name__[len("_drift_"):])
 def test_check_names_the_copy_that_drifted(tmp_path, drift):
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb"))
     shutil.copytree(ROOT / "emr-config", tmp_path / "emr-config")

@@ -2,6 +2,10 @@
 
 - The ``parameters`` cell of each notebook, from the parameter dataclasses of
   :mod:`fruits.params` (names, defaults and comments, in field order).
+- The cells both notebooks share (the checks before Spark, then everything after each
+  notebook's own session cells: featurization, figures, evaluation, timings), from
+  ``notebooks/shared/body.py``; each cell keeps its markdown heading, which the HTML
+  report shows.
 - The ``%%configure -f`` cell of ``02-featurize-emr.py``, from
   :func:`fruits.spark.settings.livy_session`.
 - ``emr-config/configurations.json``'s ``spark-defaults`` and ``spark-env``, from
@@ -41,6 +45,12 @@ NOTEBOOKS = {
 }
 #: The notebook whose Livy session is asked for with ``%%configure``.
 CLOUD_NOTEBOOK = "notebooks/02-featurize-emr.py"
+#: The cells both notebooks share, written once; a line :data:`OWN_SESSION` splits them
+#: where each notebook has its own ``## Spark session`` cells.
+SHARED_BODY = "notebooks/shared/body.py"
+OWN_SESSION = "# %% notebook's own session"
+#: The first cell of each notebook's own session part, where the shared cells before it end.
+_SESSION_HEADING = "# %% [markdown]\n# ## Spark session\n"
 CONFIGURATIONS = "emr-config/configurations.json"
 
 #: A percent-format cell marker (``# %%``, ``# %% tags=[...]``, ``# %% [markdown]``), not a
@@ -115,13 +125,45 @@ def _is_configure(marker: str, lines: list[str]) -> bool:
     return bool(lines) and lines[0].startswith("# %%configure")
 
 
+def shared_body(root: Path = ROOT) -> tuple[str, str]:
+    """The shared cells that follow a notebook's parameters, and those that follow its own session cells."""
+    text = (root / SHARED_BODY).read_text(encoding="utf-8")
+    before, found, after = text[text.index("# %%"):].partition(OWN_SESSION + "\n")
+    if not found:
+        raise ValueError(f"{SHARED_BODY} has no line {OWN_SESSION!r} where each notebook's session goes")
+    return before, after.lstrip("\n")
+
+
+def _heading(cells: str) -> str:
+    """The marker and heading lines of the first cell of ``cells``: where they start in a notebook."""
+    return "\n".join(cells.split("\n", 2)[:2]) + "\n"
+
+
+def _once(text: str, part: str, *, what: str, start: int = 0) -> int:
+    found = text.count(part, start)
+    if found != 1:
+        raise ValueError(f"expected one {what} cell, found {found}")
+    return text.index(part, start)
+
+
+def with_shared_body(text: str, before: str, after: str) -> str:
+    """``text`` with the shared cells put back: from the checks' heading to its own ``## Spark session``
+    heading, and from the featurization's heading to the end."""
+    first = _once(text, _heading(before), what=f"{_heading(before).splitlines()[1]!r}")
+    session = _once(text, _SESSION_HEADING, what="'## Spark session'", start=first)
+    text = text[:first] + before + text[session:]
+    return text[:_once(text, _heading(after), what=f"{_heading(after).splitlines()[1]!r}")] + after
+
+
 def derived(root: Path = ROOT) -> dict[Path, str]:
     """Every derived file under ``root``, as its text should be."""
     files = {}
+    before, after = shared_body(root)
     for name, (groups, hint) in NOTEBOOKS.items():
         path = root / name
         text = files.get(path, path.read_text(encoding="utf-8"))
-        files[path] = replace_cell(text, _is_parameters, parameters_cell(groups, hint), what="parameters")
+        text = replace_cell(text, _is_parameters, parameters_cell(groups, hint), what="parameters")
+        files[path] = with_shared_body(text, before, after)
     path = root / CLOUD_NOTEBOOK
     files[path] = replace_cell(files[path], _is_configure, configure_cell(), what="%%configure")
     path = root / CONFIGURATIONS

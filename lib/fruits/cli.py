@@ -25,14 +25,19 @@ import time
 from typing import Any, Sequence
 
 from fruits import config
+from fruits import params
 from fruits.cloud import tunnel
 from fruits.cloud.hub import cli as hub_cli
 from fruits.cloud.registry import get_platform, platform_names
-from fruits.storage.layout import OutputLayout, run_layout
+from fruits.inputs.listing import InputError
+from fruits.run.notebook import execute_notebook, render_html
+from fruits.spark import settings as spark_settings
+from fruits.spark.session import local_spark
 from fruits.storage import location
+from fruits.storage.layout import OutputLayout, run_layout
+from fruits.storage.lease import OutputBusy, describe, holder, stale_reason
 from fruits.storage.publish import new_run_id
-from fruits.run.notebook import (CLOUD_NOTEBOOK, LOCAL_NOTEBOOK, execute_notebook,
-                                        parse_value, render_html)
+from fruits.storage.reach import check_reach
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -57,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--input", required=True, help="folder of new images")
     proj.add_argument("--output", required=True, help="where projected/, rejected/ and manifest.json go")
     proj.add_argument("--weights", help="weights to use (default: the source the run recorded)")
-    proj.add_argument("--master", default="local[2]", help="local Spark master")
+    proj.add_argument("--master", default=spark_settings.LOCAL_MASTER, help="local Spark master")
     proj.add_argument("--overwrite", action="store_true", help="replace an existing projection")
     for name in platform_names():  # fruits emr ...: each managed-Spark platform adds its verbs
         get_platform(name).add_parser(commands)
     livy = commands.add_parser("livy", help="serve the project's Livy double (a Livy-compatible test server)")
     livy.add_argument("--port", type=int, default=8998, help="port on 127.0.0.1 (default 8998, Livy's)")
-    livy.add_argument("--master", default="local[2]", help="Spark master of the sessions' drivers")
+    livy.add_argument("--master", default=spark_settings.LOCAL_MASTER, help="Spark master of the sessions' drivers")
     livy.add_argument("--request-log", help="append every request as a JSON line to this file")
     tunnel.add_parser(commands)
     hub_cli.add_parser(commands)
@@ -125,38 +130,19 @@ def resolve_parameters(args) -> dict[str, Any]:
         An unknown name, a wrong type or a bad value, naming the parameter, and the file
         when one set it; a parameters file that is missing, not YAML or not a mapping.
     """
-    from fruits import params
-
     groups = params.CLOUD_NOTEBOOK_PARAMETERS if args.livy else params.LOCAL_NOTEBOOK_PARAMETERS
-    defaults = params.parameter_defaults(groups)
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}  # the file that set a value, to name it in an error
-    for path in args.parameters_file:
-        for name, value in params.read_parameter_file(path, groups).items():
-            values[name], origin[name] = value, path
-    for name, text in args.parameter:
-        if name not in defaults:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(defaults)}")
-        values[name] = parse_value(text)
-        origin.pop(name, None)
-    if args.input is not None:
-        values["input_path"] = location.absolute(args.input)
-        origin.pop("input_path", None)
-    if args.output is not None:
-        origin.pop("output_dir", None)
-    output = args.output or values.get("output_dir") or str(config.default_output_dir())
+    values, origin = params.given_values(
+        groups, files=args.parameters_file, assignments=args.parameter,
+        flags={"input_path": None if args.input is None else location.absolute(args.input),
+               "output_dir": args.output or None})
+    # Paths are made absolute here, where they were typed: the notebook runs in another folder.
+    output = values.get("output_dir") or str(config.default_output_dir())
     values["output_dir"] = location.absolute(output) if isinstance(output, str) else output
     weights = values.get("weights")
     if isinstance(weights, str) and os.path.exists(weights):
         values["weights"] = os.path.abspath(weights)
-    resolved = {**defaults, **values}
-    try:
-        params.validate_parameters(resolved, groups)
-    except ValueError as exc:  # messages start with the parameter's name
-        name = str(exc).split(" ", 1)[0]
-        if name in origin:
-            raise ValueError(f"{origin[name]}: {exc}") from None
-        raise
+    resolved = {**params.parameter_defaults(groups), **values}
+    params.validate_parameters(resolved, groups, origin)
     return resolved
 
 
@@ -173,8 +159,6 @@ def run_command(args) -> int:
             kernel = _prepare_livy(args.livy, scratch)
         parameters = resolve_parameters(args)
         if not args.livy:  # the local notebook's master is a parameter: its paths are checked before any kernel
-            from fruits.storage.reach import check_reach
-
             check_reach(parameters, parameters["master"])
         if parameters["run_id"] is None:  # so the report goes next to this run's outputs
             parameters["run_id"] = new_run_id()
@@ -254,7 +238,6 @@ def _write_timings(executed: str, notebook_seconds: float, render_seconds: float
 
 def _refuse_a_busy_output(output_dir: str) -> None:
     """Refuse before any kernel starts if a live run holds the output's lease (the run itself checks again)."""
-    from fruits.storage.lease import OutputBusy, describe, holder, stale_reason
 
     try:
         other = holder(output_dir) if location.is_remote(output_dir) or os.path.isdir(output_dir) else None
@@ -267,7 +250,7 @@ def _refuse_a_busy_output(output_dir: str) -> None:
 
 def _notebook_source(args, scratch: str) -> str:
     """The notebook to run: ``--notebook`` (fetched first when it is an ``s3://`` URL) or the default."""
-    default = CLOUD_NOTEBOOK if args.livy else LOCAL_NOTEBOOK
+    default = config.CLOUD_NOTEBOOK if args.livy else config.LOCAL_NOTEBOOK
     source = args.notebook or str(config.notebooks_dir() / default)
     if location.is_remote(source):
         local = os.path.join(scratch, os.path.basename(source))
@@ -301,10 +284,7 @@ def _prepare_livy(url: str, scratch: str) -> str:
 
 
 def project_command_line(args) -> int:
-    from fruits.storage.lease import OutputBusy
-    from fruits.inputs.listing import InputError
     from fruits.run.projection import project_images
-    from fruits.spark.session import local_spark
     from fruits.engines.weights import MissingWeightsError
 
     spark = local_spark(args.master, app_name="fruits-project")
@@ -341,10 +321,9 @@ def tunnel_command_line(args) -> int:
 
 def _banners(layout: OutputLayout) -> list[str]:
     """Repeat the run's warnings (synthetic data, random weights) where a console user looks last."""
-    from fruits.run.manifest import read_json
     from fruits.engines.weights import RANDOM_WARNING
 
-    manifest = read_json(layout.manifest)
+    manifest = location.read_json(layout.manifest)
     notes = []
     if manifest.get("synthetic_data"):
         notes.append("the images were SYNTHETIC demo data, generated by the project.")

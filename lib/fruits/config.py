@@ -33,6 +33,11 @@ TFLITE_ENV = "FRUITS_TFLITE_MODEL"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+#: The notebook a local run executes (in :func:`notebooks_dir`).
+LOCAL_NOTEBOOK = "01-featurize-local.py"
+#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
+CLOUD_NOTEBOOK = "02-featurize-emr.py"
+
 
 def project_root() -> Path:
     """Return the checkout root (``lib/fruits/`` -> ``.``), or the working directory.
@@ -56,9 +61,14 @@ def demo_data_dir() -> Path:
     return Path(os.environ.get("FRUITS_DEMO_DATA", project_root() / "data" / "demo-synthetic"))
 
 
+#: Where a run writes when no output is given: the ``output_dir`` parameter's default
+#: (:class:`fruits.params.RunParams`), relative to the project root.
+DEFAULT_OUTPUT_DIR = "output/demo"
+
+
 def default_output_dir() -> Path:
-    """Where a run writes when no output is given (``<root>/output/demo``)."""
-    return project_root() / "output" / "demo"
+    """:data:`DEFAULT_OUTPUT_DIR` under the project root: what ``fruits run`` writes to without ``--output``."""
+    return project_root() / DEFAULT_OUTPUT_DIR
 
 
 def weights_from_env(variable: str = WEIGHTS_ENV) -> str | None:

@@ -13,13 +13,13 @@ import re
 import typing
 from typing import Any, Callable, Mapping, Sequence
 
+from fruits import config
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark import settings as spark_settings
+from fruits.storage.reach import shared_folders
 
-#: Width of MobileNetV2's pooled feature vector (``include_top=False, pooling="avg"``).
-FEATURE_DIM = 1280
-
-#: Input side the pretrained network and the study use; ``image_size`` may differ.
-DEFAULT_IMAGE_SIZE = 224
+#: The engine a run uses when none is named: the fastest exact one (:mod:`fruits.engines`).
+DEFAULT_ENGINE = "onnx"
 
 #: Ways a run may treat an output folder that already holds results.
 MODES = ("error", "overwrite", "incremental")
@@ -48,7 +48,7 @@ def parameter_comment(field: dataclasses.Field) -> str:
 
 
 def _engine_choices() -> str:
-    from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+    from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
     return ", ".join(f'"{engine.name}" ({engine.summary})' for engine in map(engines.get, engines.names()))
 
@@ -121,14 +121,14 @@ class RunParams:
     input_path: str | None = _parameter(
         None, "folder of class sub-folders (local or s3://); None: generated synthetic demo images")
     output_dir: str = _parameter(
-        "output/demo", "receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json")
+        config.DEFAULT_OUTPUT_DIR, "receives runs/<run id>/ (features/, pca/, manifest.json, ...) and current.json")
     weights: str | None = _parameter(
         None, "\"imagenet\", a Keras .h5 path (local or s3://), \"random\"; None: FRUITS_WEIGHTS, then Keras' cache")
     k: int = _parameter(50, "PCA components kept")
     variance_target: float | None = _parameter(
         None, "e.g. 0.9: keep the fewest components reaching it (overrides k)")
-    engine: str = _parameter("onnx", _engine_choices)
-    image_size: int = _parameter(DEFAULT_IMAGE_SIZE, "100: fast mode at Fruits-360's native size (different features)")
+    engine: str = _parameter(DEFAULT_ENGINE, _engine_choices)
+    image_size: int = _parameter(INPUT_SIZE, "100: fast mode at Fruits-360's native size (different features)")
     batch_size: int | None = _parameter(
         None, "images per network call inside a task; None: the engine's own (1 for ONNX Runtime, 32 for Keras)")
     partitions: int | None = _parameter(None, "Spark partitions for featurization; None: from the image count")
@@ -151,7 +151,7 @@ class RunParams:
         ONNX Runtime on a CPU is fastest one image at a time, whose activations stay in
         the core's cache, while Keras pays a fixed cost per call.
         """
-        from fruits import engines  # not at import time: engine modules import FEATURE_DIM from here
+        from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
         return self.batch_size or engines.get(self.engine).batch_size
 
@@ -176,7 +176,7 @@ class RunParams:
                 raise ValueError(
                     f"variance_target must be a number in (0, 1], got {self.variance_target!r}"
                 )
-        from fruits import engines  # not at the top: engine modules import FEATURE_DIM from here
+        from fruits import engines  # here, not at the top: the registry loads NumPy and Pillow (1 s)
 
         engine = engines.get(self.engine)  # the registry's ValueError names every engine
         _check_int("image_size", self.image_size, 32, 512)
@@ -200,8 +200,6 @@ class RunParams:
                 f"run_id must be 1 to 64 letters, digits, '.', '_' or '-' (not starting with '.'), got {self.run_id!r}"
             )
         _check_optional_str("shared_paths", self.shared_paths)
-        from fruits.storage.reach import shared_folders
-
         shared_folders(self.shared_paths)  # absolute folders, or a ValueError naming shared_paths
         return self
 
@@ -290,11 +288,79 @@ def parameter_defaults(groups: Sequence[type]) -> dict[str, Any]:
     return {field.name: field.default for field in parameter_fields(groups)}
 
 
-def validate_parameters(values: Mapping[str, Any], groups: Sequence[type]) -> None:
-    """Validate a complete set of values, group by group (``ValueError`` names the parameter)."""
-    for group in groups:
-        names = [field.name for field in dataclasses.fields(group)]
-        group(**{name: values[name] for name in names if name in values}).validate()
+def validate_parameters(values: Mapping[str, Any], groups: Sequence[type],
+                        origin: Mapping[str, str] | None = None) -> None:
+    """Validate a complete set of values, group by group (``ValueError`` names the parameter).
+
+    ``origin`` (from :func:`given_values`) names the file a value came from: the error
+    then starts with it.
+    """
+    try:
+        for group in groups:
+            names = [field.name for field in dataclasses.fields(group)]
+            group(**{name: values[name] for name in names if name in values}).validate()
+    except ValueError as exc:  # messages start with the parameter's name
+        name = str(exc).split(" ", 1)[0]
+        if origin and name in origin:
+            raise ValueError(f"{origin[name]}: {exc}") from None
+        raise
+
+
+def given_values(groups: Sequence[type], *, files: Sequence[str] = (),
+                 assignments: Sequence[tuple[str, str]] = (),
+                 flags: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values a command was given for a notebook's parameters: each ``-f`` file, then ``-p``, then flags.
+
+    The one rule every command follows (``fruits run``, ``fruits emr run``): later
+    ``-f`` files win over earlier ones, ``-p NAME VALUE`` (read as YAML, like papermill)
+    over every file, and a flag that is not ``None`` (``--input``, ``--output``) over
+    ``-p``. Names and types are checked here; ranges and the rest by
+    :func:`validate_parameters` once defaults are filled in.
+
+    Parameters
+    ----------
+    groups : sequence of type
+        The notebook's parameter groups (:data:`LOCAL_NOTEBOOK_PARAMETERS`, ...).
+    files : sequence of str
+        ``-f`` YAML files, in the order given.
+    assignments : sequence of (str, str)
+        ``-p NAME VALUE`` pairs, in the order given.
+    flags : mapping, optional
+        Parameter name -> a flag's value, ``None`` when the flag was not given.
+
+    Returns
+    -------
+    (dict, dict)
+        The values given, and for each value that came from a file, that file.
+
+    Raises
+    ------
+    ValueError
+        An unknown name or a wrong type (naming the file when one set it); a
+        parameters file that is missing, not YAML or not a mapping.
+
+    Examples
+    --------
+    >>> given_values([RunParams], assignments=[("k", "20"), ("mode", "overwrite")], flags={"output_dir": "/o"})
+    ({'k': 20, 'mode': 'overwrite', 'output_dir': '/o'}, {})
+    """
+    known = parameter_defaults(groups)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for path in files:
+        for name, value in read_parameter_file(path, groups).items():
+            values[name], origin[name] = value, path
+    for name, text in assignments:
+        if name not in known:
+            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
+        values[name] = parse_value(text)
+        check_type(name, values[name], groups)
+        origin.pop(name, None)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+            origin.pop(name, None)
+    return values, origin
 
 
 def check_type(name: str, value: Any, groups: Sequence[type]) -> None:
@@ -334,6 +400,22 @@ def _is_a(value: Any, kind: type) -> bool:
     if kind is type(None):
         return value is None
     return isinstance(value, kind)
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
+
+    Examples
+    --------
+    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
+    (50, 0.9, None, 'a/b.h5')
+    """
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def read_parameter_file(path: str, groups: Sequence[type] = (RunParams,)) -> dict[str, Any]:

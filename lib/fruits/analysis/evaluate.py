@@ -23,8 +23,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from fruits.params import FEATURE_DIM
 from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, decompose, pca_model, with_vectors
+from fruits.featurize.shapes import FEATURE_DIM
 
 #: Component counts compared in the report (plus the run's k and the full 1280 features).
 K_SWEEP = (10, 20, 50, 100, 200)

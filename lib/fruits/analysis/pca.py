@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from fruits.params import FEATURE_DIM
+from fruits.featurize.shapes import FEATURE_DIM
 
 VECTOR_COL = "features_vector"
 PCA_VECTOR_COL = "pca_vector"

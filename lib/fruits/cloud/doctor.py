@@ -14,7 +14,12 @@ import sys
 import uuid
 from typing import Any, Callable
 
+from fruits import __version__
+from fruits import params
+from fruits.cloud.livy.rest import LivyClient, LivyError
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 from fruits.spark.settings import EXECUTOR
+from fruits.storage import location
 
 
 def _per_worker_cap() -> str:
@@ -62,8 +67,6 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
     """
     import platform
 
-    import fruits
-
     results: list[dict] = []
 
     def driver_python():
@@ -72,10 +75,10 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
         return f"Python {platform.python_version()} at {sys.executable}"
 
     def driver_fruits():
-        if expected_version and fruits.__version__ != expected_version:
-            raise RuntimeError(f"fruits {fruits.__version__} on the cluster, {expected_version} here: "
+        if expected_version and __version__ != expected_version:
+            raise RuntimeError(f"fruits {__version__} on the cluster, {expected_version} here: "
                                "upload the new wheel and recreate the cluster")
-        return f"fruits {fruits.__version__}"
+        return f"fruits {__version__}"
 
     def driver_plotting():
         import matplotlib
@@ -85,8 +88,8 @@ def driver_checks(spark, bucket_uri: str, *, expected_version: str | None = None
     _check(results, "driver: Python 3.11", driver_python)
     _check(results, "driver: fruits installed", driver_fruits)
     _check(results, "driver: matplotlib", driver_plotting)
-    _check(results, "executors: Python and fruits", lambda: _executor_report(spark, fruits.__version__))
-    _check(results, "executors: the default engine (onnx) loads and runs", lambda: _engine_runs(spark))
+    _check(results, "executors: Python and fruits", lambda: _executor_report(spark, __version__))
+    _check(results, f"executors: the default engine ({params.DEFAULT_ENGINE}) loads and runs", lambda: _engine_runs(spark))
     _check(results, f"bucket: {bucket_uri} is readable", lambda: _readable(bucket_uri))
     _check(results, f"bucket: {bucket_uri} is writable", lambda: _writable(bucket_uri))
     return results
@@ -122,34 +125,30 @@ def _engine_runs(spark) -> str:
     from fruits import engines
     from fruits.featurize.batches import predictor_factory
 
-    onnx = engines.get("onnx")
-    engine = onnx.prepare(onnx.resolve("random", allow_random=True), input_size=224)
+    chosen = engines.get(params.DEFAULT_ENGINE)
+    engine = chosen.prepare(chosen.resolve("random", allow_random=True), input_size=INPUT_SIZE)
     factory = predictor_factory(engine, spark.sparkContext.broadcast(engine.payload), threads=1)
 
     def run(_):
         predict = factory()
-        return tuple(np.asarray(predict(np.zeros((1, 224, 224, 3), dtype=np.uint8))).shape)
+        return tuple(np.asarray(predict(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))).shape)
 
     shapes = spark.sparkContext.parallelize([0], 1).map(run).collect()
-    if shapes != [(1, 1280)]:
-        raise RuntimeError(f"expected one 1280-wide feature vector, got shapes {shapes}")
-    return "1 image -> 1280 features on an executor"
+    if shapes != [(1, FEATURE_DIM)]:
+        raise RuntimeError(f"expected one {FEATURE_DIM}-wide feature vector, got shapes {shapes}")
+    return f"1 image -> {FEATURE_DIM} features on an executor ({params.DEFAULT_ENGINE} engine)"
 
 
 def _readable(bucket_uri: str) -> str:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(bucket_uri)
+    fs, path = location.filesystem(bucket_uri)
     bucket = path.split("/", 1)[0]
     fs.ls(bucket, refresh=True)
     return f"listed {bucket}"
 
 
 def _writable(bucket_uri: str) -> str:
-    import fsspec
-
     probe = f"{bucket_uri.rstrip('/')}/doctor/probe-{uuid.uuid4().hex}"
-    fs, path = fsspec.core.url_to_fs(probe)
+    fs, path = location.filesystem(probe)
     fs.pipe_file(path, b"fruits doctor probe")
     if fs.cat_file(path) != b"fruits doctor probe":
         raise RuntimeError(f"{probe} read back differently")
@@ -174,8 +173,6 @@ def statement_code(bucket_uri: str, expected_version: str) -> str:
 def diagnose(livy_url: str, bucket_uri: str, *, startup_timeout: float = 600.0,
              check_timeout: float = 600.0) -> list[dict]:
     """Open a session at ``livy_url``, run the checks, delete the session; one dict per check."""
-    from fruits import __version__
-    from fruits.cloud.livy.rest import LivyClient, LivyError
 
     client = LivyClient(livy_url)
     results: list[dict] = []

@@ -44,6 +44,10 @@ import argparse
 import json
 import sys
 from typing import Any, Callable, ClassVar
+from fruits import __version__
+from fruits import params
+from fruits.cloud import doctor
+from fruits.storage.reach import check_reach
 
 #: The verbs every platform offers, in the order its help lists them.
 COMMON_VERBS = ("upload", "create-cluster", "run", "status", "terminate", "doctor")
@@ -134,28 +138,13 @@ class SparkPlatform(abc.ABC):
             input/output from either the flags or a file, or a path the cluster's
             executors cannot reach (:mod:`fruits.storage.reach`).
         """
-        from fruits import params
-        from fruits.run.notebook import parse_value
-
-        groups = params.CLOUD_NOTEBOOK_PARAMETERS
-        known = params.parameter_defaults(groups)
-        values: dict[str, Any] = {}
-        for path in args.parameters_file:
-            values.update(params.read_parameter_file(path, groups))
-        for name, text in args.parameter:
-            if name not in known:
-                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(known)}")
-            values[name] = parse_value(text)
-            params.check_type(name, values[name], groups)
-        input_path = args.input or values.pop("input_path", None)
-        output = args.output or values.pop("output_dir", None)
-        values.pop("input_path", None)
-        values.pop("output_dir", None)
+        values, _ = params.given_values(params.CLOUD_NOTEBOOK_PARAMETERS, files=args.parameters_file,
+                                        assignments=args.parameter,
+                                        flags={"input_path": args.input or None, "output_dir": args.output or None})
+        input_path, output = values.pop("input_path", None), values.pop("output_dir", None)
         if not input_path or not output:
             missing = " and ".join(n for n, v in (("--input", input_path), ("--output", output)) if not v)
             raise ValueError(f"{missing} missing: give the flag, or input_path/output_dir in a -f file")
-        from fruits.storage.reach import check_reach
-
         # The cluster's executors run on its worker nodes (YARN), never on the driver's host.
         check_reach({**values, "input_path": input_path, "output_dir": output}, "yarn")
         return input_path, output, values
@@ -208,8 +197,6 @@ class SparkPlatform(abc.ABC):
 
     def doctor(self, args: argparse.Namespace) -> int:
         """``doctor``: open one small Livy session at ``args.livy`` and check the cluster from its driver."""
-        from fruits import __version__
-        from fruits.cloud import doctor
 
         target = self.storage_location(args)
         if args.dry_run:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fruits.engines.weights import ResolvedWeights
+from fruits.engines.weights import ResolvedWeights
 
 #: ``predict(pixels)``: ``uint8`` array ``(n, size, size, 3)`` -> ``float32`` ``(n, 1280)``.
 Predict = Callable[[np.ndarray], np.ndarray]

@@ -15,7 +15,8 @@ import numpy as np
 from fruits.engines.base import Engine, Predict, PreparedEngine
 from fruits.engines.mobilenet import keras_with_weights
 from fruits.engines.weights import ResolvedWeights, resolve_weights
-from fruits.featurize.preprocess import INPUT_SIZE, scale_for_mobilenet
+from fruits.featurize.preprocess import scale_for_mobilenet
+from fruits.featurize.shapes import INPUT_SIZE
 
 
 class KerasEngine(Engine):

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fruits.featurize.preprocess import INPUT_SIZE
+from fruits.featurize.shapes import INPUT_SIZE
 
 
 def build_keras_backbone(weights: str | None = None, *, input_size: int = INPUT_SIZE):

@@ -18,7 +18,7 @@ from fruits import config
 from fruits.engines.base import Engine, Predict, PreparedEngine
 from fruits.engines.mobilenet import keras_with_weights
 from fruits.engines.weights import ResolvedWeights, resolve_weights
-from fruits.featurize.preprocess import INPUT_SIZE
+from fruits.featurize.shapes import INPUT_SIZE
 
 #: Name of the ONNX graph's input (uint8 pixels) and output (1280 features).
 ONNX_INPUT, ONNX_OUTPUT = "pixels", "features"

@@ -47,6 +47,7 @@ from fruits import config
 from fruits.engines.base import PreparedEngine
 from fruits.engines.onnx import OnnxEngine, cached_onnx
 from fruits.engines.weights import ResolvedWeights
+from fruits.featurize.preprocess import ImageDecodeError, decode_and_resize
 from fruits.storage import location
 
 #: Images the graph is calibrated on (fewer when the input holds fewer).
@@ -166,7 +167,6 @@ def read_calibration(paths: Sequence[str], *, input_size: int,
     ValueError
         No image decodes, or the content no longer matches ``expected_sha256``.
     """
-    from fruits.featurize.preprocess import ImageDecodeError, decode_and_resize
 
     digest, kept, pixels = hashlib.sha256(), [], []
     for path in paths:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from fruits.engines.base import Predict
-from fruits.params import FEATURE_DIM
-from fruits.featurize.preprocess import INPUT_SIZE, scale_for_mobilenet
+from fruits.featurize.preprocess import scale_for_mobilenet
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 
 
 def random_projection_predictor(seed: int = 0, *, input_size: int = INPUT_SIZE) -> Predict:

@@ -17,7 +17,7 @@ import numpy as np
 from fruits import config
 from fruits.engines.base import Engine, Predict, PreparedEngine
 from fruits.engines.weights import MissingWeightsError, ResolvedWeights, local_copy
-from fruits.params import DEFAULT_IMAGE_SIZE, FEATURE_DIM
+from fruits.featurize.shapes import FEATURE_DIM, INPUT_SIZE
 
 
 class TfliteEngine(Engine):
@@ -25,7 +25,7 @@ class TfliteEngine(Engine):
 
     summary = "int8 phone model"
 
-    fixed_input_size = DEFAULT_IMAGE_SIZE
+    fixed_input_size = INPUT_SIZE
 
     #: The interpreter takes one image at a time: larger batches would only be stacked and split.
     batch_size = 1

@@ -34,7 +34,7 @@ import numpy as np
 
 from fruits import config
 from fruits.engines.mobilenet import build_keras_backbone, seed_keras
-from fruits.featurize.preprocess import INPUT_SIZE
+from fruits.featurize.shapes import INPUT_SIZE
 from fruits.storage import location
 
 IMAGENET = "imagenet"

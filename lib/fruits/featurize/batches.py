@@ -26,7 +26,8 @@ import pandas as pd
 
 from fruits import engines
 from fruits.engines import Engine, Predict, PreparedEngine
-from fruits.featurize.preprocess import INPUT_SIZE, ImageDecodeError, decode_and_resize
+from fruits.featurize.preprocess import ImageDecodeError, decode_and_resize
+from fruits.featurize.shapes import INPUT_SIZE
 
 #: Predictors a worker keeps at once: pyspark's ``predict_batch_udf`` keeps 3 too. A long-lived
 #: worker (a Livy session lives for hours) that serves runs with other weights or engines

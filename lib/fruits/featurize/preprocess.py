@@ -15,8 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-#: Side of the square input MobileNetV2 was trained at, as in the study.
-INPUT_SIZE = 224
+from fruits.featurize.shapes import INPUT_SIZE
 
 #: Images with more pixels than this are refused as likely decompression bombs.
 #: 60 megapixels keeps ordinary large photos (a 50 MP camera) while refusing the

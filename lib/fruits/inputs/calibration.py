@@ -1,6 +1,8 @@
-"""Choose the ``onnx-int8`` calibration images in Spark: same rule, no list of every path on the driver.
+"""Choose an engine's calibration images in Spark: same rule, no list of every path on the driver.
 
-:func:`fruits.engines.onnx_int8.choose_calibration` takes ``count`` paths evenly spaced
+An engine that calibrates on the run's own images (``onnx-int8``) says how many it wants
+(:attr:`fruits.engines.base.Engine.calibration_images`, read through the registry by the
+run); its rule (:func:`fruits.engines.onnx_int8.choose_calibration`) takes ``count`` paths evenly spaced
 through the sorted paths: index ``i * n // count`` for ``i < count``. Here Spark
 sorts the listing's image paths (a range-partitioned sort) and numbers them within
 each sorted partition (``monotonically_increasing_id``: the partition in the upper
@@ -14,8 +16,6 @@ a million images on the shared 2-core machine, every path pickled through Python
 """
 
 from __future__ import annotations
-
-from fruits.engines.onnx_int8 import CALIBRATION_IMAGES
 
 
 def spaced_indices(total: int, count: int) -> list[int]:
@@ -34,7 +34,7 @@ def spaced_indices(total: int, count: int) -> list[int]:
     return [index * total // chosen for index in range(chosen)]
 
 
-def choose_calibration(images_df, *, count: int = CALIBRATION_IMAGES) -> tuple[str, ...]:
+def choose_calibration(images_df, *, count: int) -> tuple[str, ...]:
     """The calibration paths among ``images_df``'s ``path`` column, sorted, evenly spaced.
 
     Parameters
@@ -42,7 +42,8 @@ def choose_calibration(images_df, *, count: int = CALIBRATION_IMAGES) -> tuple[s
     images_df : pyspark.sql.DataFrame
         At least a ``path`` column, one row per image (a listing's paths are unique).
     count : int
-        Images wanted (all of them when there are fewer).
+        Images wanted (all of them when there are fewer): the engine's
+        ``calibration_images``.
 
     Returns
     -------
@@ -60,7 +61,7 @@ def choose_calibration(images_df, *, count: int = CALIBRATION_IMAGES) -> tuple[s
                 .agg(F.count(F.lit(1)).alias("rows")).collect()}
         total = sum(rows.values())
         if total == 0:
-            raise ValueError("engine 'onnx-int8' needs at least one image to calibrate on, got none")
+            raise ValueError("the engine's calibration needs at least one image to calibrate on, got none")
         starts, offset = [], 0
         for part in sorted(rows):
             starts.append((offset, part))

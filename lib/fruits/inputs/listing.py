@@ -137,10 +137,8 @@ def check_input(root: str) -> InputRoot:
     InputError
         The folder cannot be opened or listed, does not exist, is a file, or is empty.
     """
-    import fsspec
-
     try:
-        fs, fs_root = fsspec.core.url_to_fs(root)
+        fs, fs_root = location.filesystem(root)
     except Exception as exc:  # unknown protocol, missing s3fs, bad URL
         raise InputError(f"input_path {root!r} cannot be opened: {exc}") from exc
     try:
@@ -280,10 +278,9 @@ def _folder_lister(source: InputRoot, tasks: list[tuple[str, bool]]):
     root, protocol, base, remote = source.root, source.protocol, source.fs_root, source.remote
 
     def list_folders(batches: Iterator) -> Iterator:
-        import fsspec
         import pandas as pd
 
-        fs = fsspec.core.url_to_fs(root)[0] if remote else None
+        fs = location.filesystem(root)[0] if remote else None
         rows: list[tuple] = []
         for numbers in batches:
             for folder, recursive in (tasks[number] for number in numbers["id"]):

@@ -88,9 +88,7 @@ def read_files(paths: list[str]) -> tuple[list[bytes | None], list[str | None]]:
     if location.is_remote(paths[0]):
         import concurrent.futures
 
-        import fsspec
-
-        fs = fsspec.core.url_to_fs(paths[0])[0]
+        fs = location.filesystem(paths[0])[0]
         with concurrent.futures.ThreadPoolExecutor(REMOTE_READ_THREADS) as pool:
             outcomes = list(pool.map(lambda path: _attempt(fs.cat_file, path), paths))
     else:

@@ -12,6 +12,9 @@ import random
 import numpy as np
 import pandas as pd
 
+from fruits.analysis.pca import PCA_VECTOR_COL
+from fruits.featurize.preprocess import ImageDecodeError, load_rgb
+from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
 
@@ -21,9 +24,7 @@ def class_counts(spark, layout: OutputLayout) -> pd.Series:
     The run's write step counts them while it checks the totals (``featurized_by_class`` in
     its manifest); a run written before it did is counted here, in Spark.
     """
-    from fruits.run.manifest import read_json
-
-    recorded = read_json(layout.manifest).get("featurized_by_class")
+    recorded = location.read_json(layout.manifest).get("featurized_by_class")
     if recorded is not None:
         return pd.Series(recorded, dtype="int64", name="count").rename_axis("label").sort_index()
     counts = spark.read.parquet(layout.features).groupBy("label").count().toPandas()
@@ -57,10 +58,6 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
     One image per class in turn (classes in random order), so the grid shows variety.
     Unreadable files are skipped here: the pipeline itself records them.
     """
-    import fsspec
-
-    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
-
     rng = random.Random(seed)
     by_label: dict[str, list] = {}
     for image in images:
@@ -76,8 +73,7 @@ def sample_images(images, *, count: int = 16, seed: int = 0) -> list[tuple[str, 
                 continue
             image = files[rng.randrange(len(files))] if round_index == 0 else files[round_index]
             try:
-                with fsspec.open(image.path, "rb") as handle:
-                    picked.append((label, np.asarray(load_rgb(handle.read()))))
+                picked.append((label, np.asarray(load_rgb(location.read_bytes(image.path)))))
             except (ImageDecodeError, OSError):
                 continue
         round_index += 1
@@ -95,9 +91,6 @@ def load_pixels(paths, *, side: int = 100, threads: int = 8) -> dict[str, np.nda
     are read by ``threads`` threads, each read a round trip.
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from fruits.featurize.preprocess import ImageDecodeError, load_rgb
-    from fruits.storage import location
 
     def read(path: str):
         try:
@@ -223,8 +216,6 @@ def confused_examples(spark, layout: OutputLayout, manifest: dict, *, pairs: int
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-
-    from fruits.analysis.pca import PCA_VECTOR_COL
 
     model = LogisticRegressionModel.load(layout.classifier)
     index = {label: float(position) for position, label in enumerate(evaluation["labels"])}

@@ -22,6 +22,9 @@ import io
 import logging
 import re
 
+from fruits.storage import location
+from fruits.storage.layout import NoRunError, OutputLayout, current_run, run_layout
+
 log = logging.getLogger(__name__)
 
 #: Outputs a static report cannot show: interactive widgets (sparkmagic's progress bar).
@@ -128,9 +131,6 @@ def run_outputs(notebook) -> str | None:
     recorded an exception, the notebook has no ``output_dir`` parameter, or the run's
     manifest predates this execution (a previous run's outputs).
     """
-    from fruits.storage.layout import NoRunError, OutputLayout, current_run, run_layout
-    from fruits.run.manifest import read_json
-
     papermill = notebook.metadata.get("papermill", {})
     parameters = papermill.get("parameters", {})
     output_dir = parameters.get("output_dir")
@@ -139,7 +139,7 @@ def run_outputs(notebook) -> str | None:
     try:
         run = (run_layout(output_dir, parameters["run_id"]).root if parameters.get("run_id")
                else current_run(output_dir))
-        manifest = read_json(OutputLayout(run).manifest)
+        manifest = location.read_json(OutputLayout(run).manifest)
     except (NoRunError, OSError, ValueError) as exc:
         log.warning("report: no run's manifest under %s (%s); run sections left out", output_dir, exc)
         return None

@@ -18,6 +18,9 @@ import json
 
 import pandas as pd
 
+from fruits.report.explore import load_pixels
+from fruits.report.plots import _palette
+from fruits.storage import location
 from fruits.storage.layout import OutputLayout
 
 #: Element ids the browser test (and a reader's own scripts) can rely on.
@@ -31,11 +34,10 @@ def read_points(output_dir: str, *, max_points: int = 2400, seed: int = 0) -> pd
     At most ``max_points`` rows: ``max_points // classes`` (at least one) per class, so small
     classes are as visible as large ones.
     """
-    import fsspec
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    fs, root = fsspec.core.url_to_fs(OutputLayout(output_dir).pca)
+    fs, root = location.filesystem(OutputLayout(output_dir).pca)
     files = sorted(path for path in fs.find(root) if path.endswith(".parquet"))
     table = pq.ParquetDataset(files, filesystem=fs).read(columns=["path", "label", "pca_features"])
     frame = pd.DataFrame({
@@ -54,8 +56,6 @@ def read_points(output_dir: str, *, max_points: int = 2400, seed: int = 0) -> pd
 def thumbnails(paths, *, side: int = 64, quality: int = 80) -> list[str]:
     """``data:`` URIs of small JPEG thumbnails (an empty string for an unreadable file)."""
     from PIL import Image
-
-    from fruits.report.explore import load_pixels
 
     pixels = load_pixels(list(paths), side=side, threads=16)
     uris = []
@@ -93,8 +93,6 @@ def map_html(points: pd.DataFrame, *, thumbs: list[str], title: str) -> str:
     # without building plotly's validated Python objects: 0.18 s instead of 0.82 s for 120 classes.
     import plotly.io
     from plotly.offline import get_plotlyjs
-
-    from fruits.report.plots import _palette
 
     labels = sorted(points["label"].unique())
     colours = dict(zip(labels, map(_hex, _palette(len(labels)))))

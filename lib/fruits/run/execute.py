@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from fruits.inputs.reading import spark_can_access
-from fruits.run.progress import spark_progress
 from fruits.analysis.pca import PcaResult
+from fruits.inputs.reading import spark_can_access
 from fruits.run import steps
-from fruits.run.manifest import build_manifest, write_json
+from fruits.run.manifest import build_manifest
 from fruits.run.plan import PreparedRun
-from fruits.spark.session import is_local_master
+from fruits.run.progress import spark_progress
+from fruits.run.timing import StageTimer
+from fruits.spark.placement import is_local_master
 from fruits.storage import location
 from fruits.storage.executor_view import SHARED_STORAGE_HINT, NotVisibleToExecutors, check_executors_see
 from fruits.storage.layout import OutputLayout
 from fruits.storage.staged import staged_run
-from fruits.run.timing import StageTimer
 
 #: What an incremental run reads back from the previous run.
 _PREVIOUS_OUTPUTS = ("features", "rejected", "inventory", "pca_model", "manifest.json")
@@ -136,5 +136,5 @@ def run_steps(spark, prepared: PreparedRun, staged: OutputLayout) -> tuple[dict,
         partitions=read.partitions, timer=timer,
         evaluation=evaluation,
     )
-    write_json(manifest, staged.manifest)
+    location.write_json(manifest, staged.manifest)
     return manifest, pca

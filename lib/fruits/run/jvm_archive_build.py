@@ -26,6 +26,11 @@ from pathlib import Path
 
 from fruits.spark.jvm_archive import (QUIET, archive_path, java_executable, record_path, spark_jars,
                                       usable_archive)
+from fruits.params import RunParams
+from fruits.report import explore
+from fruits.run.execute import execute
+from fruits.run.plan import prepare
+from fruits.spark.session import local_spark
 
 #: How long the workload and the JVM's writing of the archive may take.
 BUILD_TIMEOUT_SECONDS = 1200.0
@@ -125,7 +130,6 @@ def record(path: Path, workload: str) -> None:
     Spark: so the gateway's standard input is closed (PySpark's JVM exits when it
     reads end of file there) and the JVM is waited for.
     """
-    from fruits.spark.session import local_spark
 
     options = " ".join((f"-XX:ArchiveClassesAtExit={path}", *QUIET))
     spark = local_spark(conf={"spark.driver.extraJavaOptions": options})
@@ -146,7 +150,6 @@ def record(path: Path, workload: str) -> None:
 
 def _check(archive: Path) -> None:
     """In the child process: a session that must map ``archive`` (``-Xshare:on``) runs one query."""
-    from fruits.spark.session import local_spark
 
     spark = local_spark(conf={"spark.driver.extraJavaOptions": f"-XX:SharedArchiveFile={archive} -Xshare:on"})
     try:
@@ -162,9 +165,6 @@ def _sql_workload(spark) -> None:
 
 def _demo_workload(spark) -> None:
     """The demo run as ``make demo`` does it, then the report's Spark queries, into a scratch folder."""
-    from fruits.params import RunParams
-    from fruits.report import explore
-    from fruits.run import execute, prepare
 
     output = tempfile.mkdtemp(prefix="fruits-jvm-archive-")
     try:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-import json
 import platform
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported for annotations only: the run package imports this module
-    from fruits.engines import PreparedEngine
-    from fruits.inputs.inventory import Increment
-    from fruits.analysis.pca import PcaResult
-    from fruits.run.plan import PreparedRun
-    from fruits.run.timing import StageTimer
+from fruits.analysis.pca import PcaResult
+from fruits.engines import PreparedEngine
+from fruits.inputs.inventory import Increment
+from fruits.run.plan import PreparedRun
+from fruits.run.timing import StageTimer
+from fruits.storage.layout import run_layout
 
 #: Packages whose versions decide the features; recorded in every manifest.
 TRACKED_PACKAGES = (
@@ -44,23 +42,6 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def write_json(document: dict, path: str) -> None:
-    """Write ``document`` as indented JSON to a local path or fsspec URL."""
-    import fsspec
-
-    with fsspec.open(path, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-
-
-def read_json(path: str) -> dict:
-    """Read a manifest (local path or fsspec URL)."""
-    import fsspec
-
-    with fsspec.open(path, "r", encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 #: The outputs a manifest points to, each a folder of the run.
 OUTPUTS = ("features", "pca", "pca_model", "rejected")
 
@@ -71,8 +52,6 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
                    pca: PcaResult, pca_reused: bool, partitions: int, timer: StageTimer,
                    evaluation: dict | None) -> dict:
     """The manifest of a finished run: parameters, weights, engine, Spark, counts, PCA, timings, outputs."""
-    from fruits.storage.layout import run_layout
-
     params, final = prepared.params, prepared.layout
     published = run_layout(final.root, prepared.run_id)
     featurize_seconds = timer.seconds.get("featurize")

@@ -14,28 +14,7 @@ import logging
 import os
 import tempfile
 from typing import Any, Mapping
-
-#: The notebook a local run executes.
-LOCAL_NOTEBOOK = "01-featurize-local.py"
-#: The notebook a Livy run executes (JupyterHub's PySpark kernel, or ``fruits run --livy``).
-CLOUD_NOTEBOOK = "02-featurize-emr.py"
-
-
-def parse_value(text: str) -> Any:
-    """Read a ``-p`` value as YAML, like papermill: ``50`` -> int, ``null`` -> None, paths stay strings.
-
-    Examples
-    --------
-    >>> parse_value("50"), parse_value("0.9"), parse_value("null"), parse_value("a/b.h5")
-    (50, 0.9, None, 'a/b.h5')
-    """
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
+from fruits.report.html import render
 
 #: The kernel of the local notebook (``fruits run`` without ``--livy``).
 LOCAL_KERNEL = "python3"
@@ -101,8 +80,6 @@ def render_html(notebook_path: str, html_path: str) -> None:
     text, and a successful run gets its interactive PCA map (see :mod:`fruits.report.html`).
     """
     import nbformat
-
-    from fruits.report.html import render
 
     notebook = nbformat.read(notebook_path, as_version=4)
     body = render(notebook)

@@ -15,19 +15,18 @@ from __future__ import annotations
 import dataclasses
 
 from fruits import config
-from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits import engines
 from fruits.engines import PreparedEngine
-from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
-from fruits.storage.lease import Lease
+from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 from fruits.inputs import inventory
 from fruits.inputs.listing import InputRoot, check_input
 from fruits.params import RunParams
+from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.storage import location
 from fruits.storage.reach import check_reach
+from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
+from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
-from fruits.run.manifest import read_json
-from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 
 
 @dataclasses.dataclass
@@ -131,7 +130,7 @@ def prepare(params: RunParams, *, master: str | None = None) -> PreparedRun:
         except NoRunError:
             previous_layout = None
         if params.mode == "incremental" and previous_layout is not None:
-            previous = read_json(previous_layout.manifest)
+            previous = location.read_json(previous_layout.manifest)
             inventory.check_compatible(previous, engine.sha256 if engine else None, params.image_size)
             if not location.exists(previous_layout.inventory):
                 raise ValueError(
@@ -169,7 +168,7 @@ def _continued_engine(params: RunParams, output_dir: str) -> dict | None:
     if params.mode != "incremental":
         return None
     try:
-        return read_json(current_layout(output_dir).manifest).get("engine")
+        return location.read_json(current_layout(output_dir).manifest).get("engine")
     except NoRunError:
         return None
 

@@ -10,17 +10,18 @@ features of different weights would silently give meaningless coordinates.
 from __future__ import annotations
 
 from fruits import engines
+from fruits.analysis.pca import PCA_VECTOR_COL, project
+from fruits.engines.weights import RANDOM
 from fruits.featurize.step import choose_partitions, featurize_and_split
 from fruits.inputs.listing import check_input, list_files
 from fruits.inputs.reading import read_images, spark_can_access
-from fruits.run.manifest import read_json, utc_now, write_json
+from fruits.run.manifest import utc_now
 from fruits.storage import location
 from fruits.storage.layout import OutputLayout, current_run, holds_run
 from fruits.storage.lease import Lease
 from fruits.storage.publish import new_run_id, pointer_token
 from fruits.storage.executor_view import check_executors_see
 from fruits.storage.staged import staged_run
-from fruits.engines.weights import RANDOM
 
 
 class IncompatibleRunError(ValueError):
@@ -60,11 +61,9 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from fruits.analysis.pca import PCA_VECTOR_COL, project
-
     try:
         run = OutputLayout(current_run(run_dir.rstrip("/")))
-        manifest = read_json(run.manifest)
+        manifest = location.read_json(run.manifest)
     except FileNotFoundError as exc:
         raise IncompatibleRunError(f"{run_dir!r} holds no run (no current.json, no manifest.json)") from exc
     resolved = weights_for(manifest, weights)
@@ -124,7 +123,7 @@ def project_images(spark, run_dir: str, input_path: str, output_dir: str, *, wei
                            "rejected": spark.read.parquet(staging.rejected).count()},
             }
             location.remove(staging.staging)
-            write_json(document, staging.manifest)
+            location.write_json(document, staging.manifest)
         staged.remove_mirror()
     finally:
         lease.release()

@@ -10,15 +10,16 @@ from __future__ import annotations
 import dataclasses
 
 from fruits import engines
+from fruits.analysis.evaluate import evaluate as fit_and_score
+from fruits.analysis.pca import PcaResult, fit_pca, project
 from fruits.engines import PreparedEngine
 from fruits.featurize.step import FEATURES_PARQUET_OPTIONS, Outcome, choose_partitions, featurize_and_split
 from fruits.inputs import calibration, inventory
 from fruits.inputs.listing import Listing, list_files
 from fruits.inputs.reading import NOT_READ, read_images
-from fruits.storage.layout import OutputLayout
-from fruits.storage import location
-from fruits.analysis.pca import PcaResult, fit_pca, project
 from fruits.run.plan import PreparedRun
+from fruits.storage import location
+from fruits.storage.layout import OutputLayout
 
 
 @dataclasses.dataclass
@@ -148,7 +149,6 @@ def write_reduction(spark, pca: PcaResult, staged: OutputLayout) -> None:
 
 def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult, engine: PreparedEngine) -> dict:
     """Featurize the training set with the same engine, then fit and score the classifier."""
-    from fruits.analysis.evaluate import evaluate as fit_and_score
 
     params = prepared.params
     spark.sparkContext.setJobDescription("fruits: evaluation")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from fruits.spark.session import is_loopback, master_endpoint
+from fruits.spark.placement import is_loopback, master_endpoint
 
 
 class ExecutorsUnavailable(RuntimeError):

@@ -8,193 +8,30 @@ Where the driver runs decides how it must be reached: a ``local[...]`` driver an
 its executors share one JVM and talk over loopback, whereas executors on other
 machines (``spark://HOST:PORT``, ``yarn``) call back to the address the driver
 advertises, which must therefore be one they can route to. Those settings are
-all made by :func:`driver_settings`.
+all made by :func:`fruits.spark.placement.driver_settings`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import ipaddress
 import os
-import socket
 import sys
-import xml.etree.ElementTree as ElementTree
 from typing import Mapping, MutableMapping
-from urllib.parse import urlsplit
 
+from fruits import config
 from fruits.spark import jvm_archive
 from fruits.spark import settings as spark_settings
+from fruits.spark.executors import wait_for_executors
+from fruits.spark.placement import driver_settings, set_environ
 
 #: Settings of every session built here, from :mod:`fruits.spark.settings` (EMR's
 #: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
 SPARK_SETTINGS = spark_settings.library_session()
 
-LOOPBACK = "127.0.0.1"
 #: How long a cluster session waits for its first executor, unless told otherwise.
 DEFAULT_EXECUTOR_WAIT_SECONDS = 120.0
 EXECUTOR_WAIT_VARIABLE = "FRUITS_EXECUTOR_WAIT_SECONDS"
 _DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
-
-
-@dataclasses.dataclass(frozen=True)
-class DriverSettings:
-    """What a session needs because of where its driver runs.
-
-    Attributes
-    ----------
-    conf : dict
-        Spark settings (``spark.driver.host``, ``spark.driver.bindAddress``).
-    environ : dict
-        Variables for the driver JVM's environment; ``None`` removes one. The JVM
-        reads ``SPARK_LOCAL_IP`` once, when PySpark launches it.
-    local : bool
-        Driver and executors share one JVM: nothing to wait for.
-    """
-
-    conf: dict[str, str]
-    environ: dict[str, str | None]
-    local: bool
-
-
-def is_local_master(master: str) -> bool:
-    """``local``, ``local[N]``, ``local[N,F]``, ``local[*]`` and ``local-cluster[...]`` run on this machine."""
-    return master == "local" or master.startswith(("local[", "local-cluster["))
-
-
-def driver_settings(master: str, *, user_conf: Mapping[str, str] | None = None,
-                    environ: Mapping[str, str] | None = None) -> DriverSettings:
-    """Spark settings that depend on where the driver runs, in one place.
-
-    ``local[...]``: loopback everywhere (``SPARK_LOCAL_IP``, ``spark.driver.host``,
-    ``spark.driver.bindAddress``), since the host name may not resolve to a routable
-    address and nothing outside this machine takes part.
-
-    Any other master: executors on other hosts connect back to the driver, so a
-    loopback ``SPARK_LOCAL_IP`` inherited from the environment (the Makefile and the
-    tests set one for local runs) is dropped, and the driver advertises the address
-    of this machine that routes to the master (``spark://``, ``k8s://``; for ``yarn``
-    the ResourceManager named in ``$HADOOP_CONF_DIR/yarn-site.xml``). Where no
-    master host is known, or its name resolves to loopback here, Spark's own choice
-    stands (a non-loopback interface).
-    A ``spark.driver.host`` in ``user_conf`` always wins.
-
-    Parameters
-    ----------
-    master : str
-        Spark master URL.
-    user_conf : mapping, optional
-        Settings the caller gives the session.
-    environ : mapping, optional
-        Environment to read (default: ``os.environ``).
-
-    Returns
-    -------
-    DriverSettings
-
-    Raises
-    ------
-    ValueError
-        An empty master, or a cluster master whose host has no route from here.
-
-    Examples
-    --------
-    >>> driver_settings("local[2]", environ={}).conf["spark.driver.host"]
-    '127.0.0.1'
-    >>> driver_settings("spark://127.0.0.1:7077", environ={"SPARK_LOCAL_IP": "127.0.0.1"}).environ
-    {'SPARK_LOCAL_IP': None}
-    """
-    if not master or not master.strip():
-        raise ValueError(f"master must be a Spark master URL such as local[2], spark://HOST:7077 or yarn, got {master!r}")
-    environ = os.environ if environ is None else environ
-    user_conf = user_conf or {}
-    if is_local_master(master):
-        return DriverSettings(
-            conf={"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK},
-            environ={"SPARK_LOCAL_IP": LOOPBACK},
-            local=True,
-        )
-    changes: dict[str, str | None] = {}
-    if is_loopback(environ.get("SPARK_LOCAL_IP", "")):
-        changes["SPARK_LOCAL_IP"] = None
-    conf: dict[str, str] = {}
-    endpoint = master_endpoint(master, environ=environ) if "spark.driver.host" not in user_conf else None
-    if endpoint is not None:
-        address = route_address(*endpoint)
-        # A name that resolves to loopback here (Debian maps the host name to 127.0.1.1)
-        # says nothing of how workers reach us: then Spark picks a non-loopback interface.
-        if not is_loopback(address) or is_loopback(endpoint[0]):
-            conf["spark.driver.host"] = address
-    return DriverSettings(conf=conf, environ=changes, local=False)
-
-
-def master_endpoint(master: str, *, environ: Mapping[str, str] | None = None) -> tuple[str, int] | None:
-    """Host and port the driver talks to for ``master``, where it can be known.
-
-    ``spark://H1:P1,H2:P2`` (standby masters) gives the first; ``yarn`` the
-    ResourceManager of ``yarn-site.xml`` under ``HADOOP_CONF_DIR``/``YARN_CONF_DIR``.
-    """
-    environ = os.environ if environ is None else environ
-    if master == "yarn":
-        return _yarn_resource_manager(environ)
-    scheme, _, rest = master.partition("://")
-    if not rest:
-        return None
-    if scheme == "k8s":
-        rest = rest.split("://", 1)[-1]
-    first = rest.split(",")[0].split("/")[0]
-    parsed = urlsplit(f"//{first}")
-    if not parsed.hostname:
-        return None
-    return parsed.hostname, parsed.port or 7077
-
-
-def route_address(host: str, port: int) -> str:
-    """This machine's address on the route to ``host`` (no packet is sent).
-
-    ``connect`` on a UDP socket only asks the kernel to pick a route and a source
-    address; ``getsockname`` reads that address back.
-
-    Raises
-    ------
-    ValueError
-        ``host`` does not resolve or has no route from here.
-    """
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.connect(address)
-            return probe.getsockname()[0]
-    except OSError as exc:
-        raise ValueError(f"cannot reach Spark master host {host!r} from this machine: {exc}") from exc
-
-
-def is_loopback(address: str) -> bool:
-    """``localhost`` or an address in 127.0.0.0/8 or ::1."""
-    if address.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip()).is_loopback
-    except ValueError:
-        return False
-
-
-def _yarn_resource_manager(environ: Mapping[str, str]) -> tuple[str, int] | None:
-    for variable in ("YARN_CONF_DIR", "HADOOP_CONF_DIR"):
-        folder = environ.get(variable)
-        path = os.path.join(folder, "yarn-site.xml") if folder else None
-        if not path or not os.path.isfile(path):
-            continue
-        try:
-            properties = {p.findtext("name"): p.findtext("value") for p in ElementTree.parse(path).iter("property")}
-        except ElementTree.ParseError:
-            continue
-        address = properties.get("yarn.resourcemanager.address") or ""
-        host = address.rsplit(":", 1)[0] if ":" in address else properties.get("yarn.resourcemanager.hostname")
-        if host and "${" not in host:
-            port = address.rsplit(":", 1)[1] if ":" in address else "8032"
-            return host, int(port) if port.isdigit() else 8032
-    return None
 
 
 @contextlib.contextmanager
@@ -202,18 +39,10 @@ def _scoped_environ(changes: Mapping[str, str | None], environ: MutableMapping[s
     """Apply ``changes`` while PySpark launches its JVM, then put the environment back."""
     saved = {name: environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        set_environ(changes, environ)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        set_environ(saved, environ)
 
 
 def executor_wait_seconds(value: float | None = None, *, environ: Mapping[str, str] | None = None) -> float:
@@ -224,8 +53,6 @@ def executor_wait_seconds(value: float | None = None, *, environ: Mapping[str, s
     ValueError
         Not a positive number, naming where it came from.
     """
-    from fruits import config
-
     return config.positive_seconds(value, name="executor_wait", variable=EXECUTOR_WAIT_VARIABLE,
                                    default=DEFAULT_EXECUTOR_WAIT_SECONDS, environ=environ)
 
@@ -335,7 +162,5 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
                            f"stop it (spark.stop()) before starting one on {master}")
     spark.sparkContext.setLogLevel("ERROR")
     if wait is not None:
-        from fruits.spark.executors import wait_for_executors
-
         wait_for_executors(spark, timeout=wait)
     return spark

@@ -26,6 +26,9 @@ import time
 import uuid
 from typing import Mapping
 
+from fruits.spark.executors import ExecutorsUnavailable
+from fruits.spark.placement import is_local_master
+from fruits.spark.session import executor_wait_seconds
 from fruits.storage import location
 
 #: Names of an input folder the executors must see too (the first ones, sorted).
@@ -72,8 +75,6 @@ def check_executors_see(spark, *, read: Mapping[str, str] | None = None, write: 
     fruits.spark.executors.ExecutorsUnavailable
         The check's job did not finish within ``timeout``.
     """
-    from fruits.spark.session import executor_wait_seconds, is_local_master
-
     sc = spark.sparkContext
     read = {name: location.local_path(path) for name, path in (read or {}).items() if location.local_path(path)}
     write = {name: location.local_path(path) for name, path in (write or {}).items() if location.local_path(path)}
@@ -163,8 +164,6 @@ def _probe(read: dict, expected: dict, tokens: dict, token: str):
 def _bounded(spark, job, *, timeout: float):
     """``job()`` in a thread with a deadline; on timeout cancel it and raise ExecutorsUnavailable."""
     from pyspark import InheritableThread
-
-    from fruits.spark.executors import ExecutorsUnavailable
 
     sc = spark.sparkContext
     group = f"fruits-visibility-{uuid.uuid4().hex[:8]}"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from fruits.storage import atomic
+from fruits.storage import location
 
 #: The pointer to the current run, written last and in one atomic step (see fruits.storage.publish).
 POINTER_NAME = "current.json"
@@ -115,7 +117,6 @@ def run_layout(output_dir: str, run_id: str) -> OutputLayout:
 
 def read_pointer(output_dir: str) -> dict | None:
     """The pointer document of ``output_dir`` (one atomic read), or ``None`` if no run was published."""
-    from fruits.storage import atomic
 
     version = atomic.read(f"{output_dir.rstrip('/')}/{POINTER_NAME}")
     return None if version is None else json.loads(version.data)
@@ -143,7 +144,6 @@ def current_run(output_dir: str) -> str:
     pointer = read_pointer(output_dir)
     if pointer is not None:
         return f"{output_dir}/{pointer['run']}"
-    from fruits.storage import location
 
     if location.exists(OutputLayout(output_dir).manifest):
         return output_dir
@@ -162,6 +162,5 @@ def holds_run(output_dir: str) -> bool:
         return True
     except NoRunError:
         pass
-    from fruits.storage import location
 
     return location.exists(OutputLayout(output_dir).features)

@@ -8,7 +8,7 @@ never half-supported. The rule:
 - any other ``scheme://`` is **remote**, read and written through fsspec.
 
 Local and remote then share one set of operations (:func:`exists`, :func:`remove`,
-:func:`copy`, :func:`deliver`, :func:`upload`, :func:`download`, :func:`open`),
+:func:`read_json`, :func:`write_json`, :func:`copy`, :func:`deliver`, :func:`upload`, :func:`download`, :func:`open`),
 fsspec underneath. Listings are read fresh: fsspec caches them per filesystem, and
 another process (a Spark executor, a concurrent run) may have changed the store.
 """
@@ -16,6 +16,7 @@ another process (a Spark executor, a concurrent run) may have changed the store.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import re
 import shutil
@@ -134,6 +135,19 @@ def read_bytes(path: str) -> bytes:
     """The whole content of a file, local or remote."""
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def read_json(path: str) -> dict:
+    """A JSON document (a manifest, a run's record), local or remote."""
+    with open(path, "r", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_json(document: dict, path: str) -> None:
+    """Write ``document`` as indented JSON, local or remote, its folder made when local."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, sort_keys=False)
+        handle.write("\n")
 
 
 def copy(source: str, target: str) -> None:

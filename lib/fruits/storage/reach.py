@@ -30,6 +30,7 @@ import os
 from typing import Any, Mapping
 
 from fruits import config
+from fruits.spark.placement import is_local_master
 from fruits.storage import location
 
 #: The run parameters that name folders the executors read or write.
@@ -47,7 +48,7 @@ def executors_share_the_drivers_disk(master: str) -> bool:
     """True when ``master`` runs the executors on the driver's own host (the session's own rule).
 
     ``local``, ``local[N]``, ``local[*]``, ``local[N,F]`` and Spark's test master
-    ``local-cluster[...]`` (:func:`fruits.spark.session.is_local_master`).
+    ``local-cluster[...]`` (:func:`fruits.spark.placement.is_local_master`).
 
     Examples
     --------
@@ -56,8 +57,6 @@ def executors_share_the_drivers_disk(master: str) -> bool:
     >>> [executors_share_the_drivers_disk(m) for m in ("yarn", "spark://10.0.0.5:7077", "k8s://https://h:443")]
     [False, False, False]
     """
-    from fruits.spark.session import is_local_master
-
     return is_local_master(master.strip())
 
 

@@ -26,9 +26,9 @@ import os
 import tempfile
 import warnings
 
+from fruits.storage import location
 from fruits.storage.layout import OutputLayout, run_layout
 from fruits.storage.publish import DEFAULT_KEEP_RUNS, commit, complete, remove_stale_staging, staging_layout
-from fruits.storage import location
 from fruits.storage.executor_view import check_written_here
 
 

@@ -16,7 +16,6 @@ from fruits import config
 from fruits.cloud.emr.aws import check_bucket
 from fruits.cloud.emr.templates import emr_config_dir
 from fruits.cloud.emr.users import check_user
-from fruits.run.notebook import CLOUD_NOTEBOOK
 
 #: Where JupyterHub on EMR keeps the default user's notebooks when S3 persistence is on.
 JUPYTER_PREFIX = "jupyter/jovyan"
@@ -92,7 +91,7 @@ def write_user_notebook(target: Path, *, bucket: str, prefix: str, user: str) ->
     import nbformat
     from papermill.parameterize import parameterize_notebook
 
-    source = (config.notebooks_dir() / CLOUD_NOTEBOOK).with_suffix(".ipynb")
+    source = (config.notebooks_dir() / config.CLOUD_NOTEBOOK).with_suffix(".ipynb")
     notebook = nbformat.read(source, as_version=4)
     values = notebook_parameters(bucket=bucket, prefix=prefix, user=user)
     scratch = copy.deepcopy(notebook)
@@ -130,7 +129,7 @@ def upload_plan(*, bucket: str, prefix: str, wheel: Path, scratch: Path,
         (str(root / "bootstrap" / "jupyterhub-users.sh"), f"{base}/bootstrap/jupyterhub-users.sh"),
     ]
     plan += [(str(p), f"{base}/emr-config/{p.name}") for p in sorted(emr_config_dir().glob("*.json"))]
-    notebook = config.notebooks_dir() / CLOUD_NOTEBOOK
+    notebook = config.notebooks_dir() / config.CLOUD_NOTEBOOK
     plan.append((str(notebook), f"{base}/notebooks/{notebook.name}"))
     shown = notebook.with_suffix(".ipynb").name
     for user, folder in zip(jupyter_users(users), jupyter_prefixes(users)):

@@ -24,6 +24,7 @@ from fruits import __version__
 from fruits.cloud.emr import access, account, cluster, deploy, network, steps, users
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.platform import SparkPlatform, show_request
+from fruits.storage.publish import new_run_id
 
 
 class EmrPlatform(SparkPlatform):
@@ -144,7 +145,6 @@ class EmrPlatform(SparkPlatform):
         return 0
 
     def run_notebook(self, args) -> int:
-        from fruits.storage.publish import new_run_id
 
         input_path, output, parameters = self.run_parameters(args)
         parameters.setdefault("run_id", new_run_id())  # the run's folder: OUTPUT/runs/<run_id>/

@@ -6,8 +6,8 @@ import json
 import shlex
 from typing import Any, Mapping
 
+from fruits import config
 from fruits.cloud.emr.aws import check_bucket
-from fruits.run.notebook import CLOUD_NOTEBOOK
 
 
 def notebook_step_request(*, cluster_id: str, bucket: str, prefix: str, input_path: str, output: str,
@@ -26,7 +26,7 @@ def notebook_step_request(*, cluster_id: str, bucket: str, prefix: str, input_pa
     check_bucket(bucket)
     if not output.startswith("s3://"):
         raise ValueError(f"output must be an s3:// URI on EMR, got {output!r}")
-    notebook = f"s3://{bucket}/{prefix.strip('/')}/notebooks/{CLOUD_NOTEBOOK}"
+    notebook = f"s3://{bucket}/{prefix.strip('/')}/notebooks/{config.CLOUD_NOTEBOOK}"
     arguments = ["--livy", "LIVY", "--notebook", notebook, "--input", input_path, "--output", output]
     for key, value in parameters.items():
         arguments += ["-p", key, json.dumps(value) if not isinstance(value, str) else value]

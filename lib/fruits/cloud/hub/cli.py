@@ -11,6 +11,11 @@ import signal
 import sys
 import threading
 
+from fruits.cloud.emr.users import parse_users
+from fruits.cloud.hub.container import HubUnavailable, check_prerequisites
+from fruits.cloud.hub.runner import DEFAULT_BUCKET, LocalHub, check_proxy
+from fruits.spark.settings import LOCAL_MASTER
+
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -27,14 +32,10 @@ def add_parser(commands) -> None:
                           "hub's own; its bucket then outlives the hub")
     hub.add_argument("--livy", default=None, metavar="URL",
                      help="a running Livy server for the PySpark kernel (default: the hub starts the Livy double)")
-    hub.add_argument("--master", default="local[2]", help="Spark master of the Livy double's sessions")
+    hub.add_argument("--master", default=LOCAL_MASTER, help=f"Spark master of the Livy double's sessions (default {LOCAL_MASTER})")
 
 
 def run_command(args) -> int:
-    from fruits.cloud.emr.users import parse_users
-    from fruits.cloud.hub.container import HubUnavailable, check_prerequisites
-    from fruits.cloud.hub.runner import DEFAULT_BUCKET, LocalHub, check_proxy
-
     users = parse_users(args.users)
     try:
         check_prerequisites()

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 from fruits import config
-from fruits.cloud.emr.users import check_user
+from fruits.cloud.emr.users import check_user, show_password
 from fruits.cloud.hub import aws, container, settings
 from fruits.cloud.hub.state import HubState, make_certificate
 from fruits.cloud.hub.users_step import run_users_step
-from fruits.run.notebook import CLOUD_NOTEBOOK
+from fruits.spark.settings import LOCAL_MASTER
 
 DEFAULT_PORT = 9443
 DEFAULT_BUCKET = "fruits-local-hub"
 DEFAULT_REGION = "eu-west-3"
 #: The uploaded notebook, relative to each user's folder (``fruits emr upload``'s prefix ``fruits``).
-NOTEBOOK_KEY = f"fruits/{Path(CLOUD_NOTEBOOK).with_suffix('.ipynb').name}"
+NOTEBOOK_KEY = f"fruits/{Path(config.CLOUD_NOTEBOOK).with_suffix('.ipynb').name}"
 
 
 def proxy_command() -> Path:
@@ -82,7 +82,7 @@ class LocalHub:
 
     def __init__(self, state_dir: str | Path, *, users: list[str], port: int = DEFAULT_PORT,
                  bucket: str = DEFAULT_BUCKET, region: str = DEFAULT_REGION, endpoint_url: str | None = None,
-                 livy_url: str | None = None, livy_master: str = "local[2]", echo: Callable[[str], None] = print):
+                 livy_url: str | None = None, livy_master: str = LOCAL_MASTER, echo: Callable[[str], None] = print):
         self.state = HubState(Path(state_dir).resolve())
         self.users = [check_user(u) for u in users]
         if not self.users:
@@ -172,8 +172,6 @@ class LocalHub:
 
     def password(self, user: str) -> str:
         """What ``fruits emr users --show USER`` prints (the caller's view of Secrets Manager)."""
-        from fruits.cloud.emr.users import show_password
-
         return show_password(aws.clients(self.endpoint_url, self.region)[1], bucket=self.bucket, user=user)
 
     # --- stop ----------------------------------------------------------------------

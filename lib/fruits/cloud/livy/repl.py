@@ -41,6 +41,10 @@ import traceback
 import warnings
 from typing import Any, Callable
 
+from fruits.spark.placement import driver_settings, set_environ
+from fruits.spark.session import SPARK_SETTINGS
+from fruits.spark.settings import LOCAL_MASTER
+
 #: ``POST /sessions`` fields and the Spark settings Livy turns them into.
 SESSION_SETTINGS = {
     "driverMemory": "spark.driver.memory",
@@ -209,17 +213,11 @@ def build_spark(body: dict[str, Any], master: str):
     """The session's ``SparkSession``: the double's master, the body's settings, the project's defaults."""
     from pyspark.sql import SparkSession
 
-    from fruits.spark.session import SPARK_SETTINGS, driver_settings
-
     builder = SparkSession.builder.master(master)
     requested = spark_settings(body)
     # Where the driver runs decides its address (loopback only for local masters): one rule, the library's.
     placement = driver_settings(master, user_conf=requested)
-    for name, value in placement.environ.items():  # this process is the driver: set them for good
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    set_environ(placement.environ)  # this process is the driver: set them for good
     # Like EMR's spark-defaults (spark.pyspark.python), the workers run the driver's interpreter.
     python = {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
     settings = {**SPARK_SETTINGS, **python, "spark.app.name": f"livy-session-{os.environ.get('LIVY_SESSION_ID', '0')}",
@@ -242,7 +240,7 @@ def main() -> int:
 
     body = json.loads(sys.stdin.readline())
     try:
-        spark = build_spark(body, os.environ.get("LIVY_DOUBLE_MASTER", "local[2]"))
+        spark = build_spark(body, os.environ.get("LIVY_DOUBLE_MASTER", LOCAL_MASTER))
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which marks the session dead
         reply({"event": "failed", "error": "".join(traceback.format_exception(exc))})
         return 1

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from fruits.spark.settings import LOCAL_MASTER
+
 #: Session kinds the double runs (Livy also knows ``spark``, ``sparkr`` and ``sql``).
 KINDS = {"pyspark"}
 #: How many recent log lines a session record carries (Livy 0.8's ``clientSessionView``: 10).
@@ -141,7 +143,7 @@ class LivyDouble:
         Seconds a session may take to start Spark before it is declared dead.
     """
 
-    def __init__(self, *, port: int = 0, master: str = "local[2]", work_dir: str | Path | None = None,
+    def __init__(self, *, port: int = 0, master: str = LOCAL_MASTER, work_dir: str | Path | None = None,
                  request_log: str | Path | None = None, startup_timeout: float = 300.0):
         import tempfile
 
