@@ -231,14 +231,25 @@ def open_item(page, name: str) -> None:
 
 
 def set_parameters(s3, key: str, values: dict) -> None:
-    """Point the notebook in S3 at the test's slice: rewrite those lines of its ``parameters`` cell."""
+    """Point the notebook in S3 at the test's slice, as a person would edit it before Run All.
+
+    ``fruits emr upload`` gives each user's copy papermill's ``injected-parameters`` cell (the
+    bucket's paths) after the ``parameters`` cell; a value is rewritten in the last of the two
+    that sets it, since that one wins when the notebook runs.
+    """
     notebook = nbformat.reads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode(), as_version=4)
-    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    lines = cell.source.splitlines()
+    (defaults,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    (injected,) = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
     for name, value in values.items():
-        (index,) = [i for i, line in enumerate(lines) if line.startswith(f"{name} =")]
-        lines[index] = f"{name} = {value!r}"
-    cell.source = "\n".join(lines)
+        for cell in (injected, defaults):
+            lines = cell.source.splitlines()
+            found = [i for i, line in enumerate(lines) if line.startswith(f"{name} =")]
+            if found:
+                lines[found[-1]] = f"{name} = {value!r}"
+                cell.source = "\n".join(lines)
+                break
+        else:
+            raise AssertionError(f"{key}: no cell sets {name}")
     s3.put_object(Bucket=BUCKET, Key=key, Body=nbformat.writes(notebook).encode())
 
 
