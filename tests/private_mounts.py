@@ -34,6 +34,9 @@ def main(argv: list[str]) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run")
+    if os.readlink("/proc/self/ns/mnt") == os.readlink("/proc/1/ns/mnt"):
+        # Never mount over /tmp (or anything) in the machine's own mount namespace.
+        sys.exit("private_mounts: not inside a private mount namespace (run it under unshare --mount)")
     handles = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in args.share}
     for path in args.hide:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=2g", "tmpfs", path], check=True, timeout=30)

@@ -504,12 +504,18 @@ def test_a_plaintext_left_under_the_hash_name_by_an_earlier_layout_is_replaced_b
     import boto3
 
     client = boto3.client("secretsmanager")
-    client.create_secret(Name=emr_users.password_secret_name(BUCKET, "frank"), SecretString="old-layout-pw")
+    # The earlier layout: one secret, the plaintext under the name the instance role may read.
     client.create_secret(Name=emr_users.secret_name(BUCKET, "frank"), SecretString="old-layout-pw")
     outcome = emr_users.ensure_secrets(client, bucket=BUCKET, users=["frank"], echo=lambda line: None)
-    assert outcome == {"frank": "updated"}
+    assert outcome == {"frank": "created"}
+    # frank keeps his password: it moved to the people's secret, and the cluster's holds its hash.
+    assert emr_users.show_password(client, bucket=BUCKET, user="frank") == "old-layout-pw"
     hashed = client.get_secret_value(SecretId=emr_users.secret_name(BUCKET, "frank"))["SecretString"]
     assert emr_users.password_matches("old-layout-pw", hashed)
+    # The replaced plaintext is no longer reachable by the AWSPREVIOUS stage.
+    stages = [v.get("VersionStages", []) for v in client.list_secret_version_ids(
+        SecretId=emr_users.secret_name(BUCKET, "frank"))["Versions"]]
+    assert not [s for s in stages if "AWSPREVIOUS" in s], stages
     assert emr_users.ensure_secrets(client, bucket=BUCKET, users=["frank"], echo=lambda line: None) == {
         "frank": "in place"}
 

@@ -163,8 +163,9 @@ def test_int8_features_point_where_fp32_features_point(spark, real_images, real_
         assert all(row.error is None for row in rows)
         features[engine.name] = np.stack([np.asarray(row.features) for row in sorted(rows, key=lambda r: r.path)])
     cosine = _cosines(features["onnx-int8"], features["onnx"])
-    # Measured on 400 Test images: median 0.9978, minimum 0.9947 (see fruits.engines.onnx_int8).
-    assert np.median(cosine) >= 0.997 and cosine.min() >= 0.99, (np.median(cosine), cosine.min())
+    # 7-bit weights, measured on these 40 images on an AVX2-only CPU: median 0.9962, minimum 0.9930
+    # (full-range weights saturate there: 0.9879 / 0.9797; see fruits.engines.onnx_int8).
+    assert np.median(cosine) >= 0.995 and cosine.min() >= 0.99, (np.median(cosine), cosine.min())
 
 
 def test_int8_run_records_its_calibration_and_an_incremental_run_reuses_it(spark, tmp_path, monkeypatch):

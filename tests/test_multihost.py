@@ -135,10 +135,17 @@ def _remove_stale_namespaces() -> None:
                 pass
 
 
+def _unavailable(reason: str):
+    """Skip with the reason; under CI (``CI=true``, root) a missing prerequisite fails instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but the multi-host cluster cannot run: {reason}")
+    pytest.skip(reason)
+
+
 def _create_namespaces() -> None:
     attempt = subprocess.run(["ip", "netns", "add", MASTER_NS], capture_output=True, text=True, timeout=30)
     if attempt.returncode != 0:
-        pytest.skip(f"`ip netns add` is not permitted here: {attempt.stderr.strip()}")
+        _unavailable(f"`ip netns add` is not permitted here: {attempt.stderr.strip()}")
     _ip("netns", "add", DRIVER_NS)
     veth_m, veth_d = f"fm{PID}"[:15], f"fd{PID}"[:15]
     _ip("link", "add", veth_m, "netns", MASTER_NS, "type", "veth", "peer", "name", veth_d, "netns", DRIVER_NS)
@@ -216,7 +223,7 @@ def cluster(tmp_path_factory):
     """A standalone master and a 4-core, 2 GiB worker on "host" ``MASTER_IP``, which shares no disk
     with the driver except :attr:`Hosts.shared`; yields :class:`Hosts`."""
     if sys.platform != "linux" or subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
-        pytest.skip("network namespaces need Linux and iproute2's `ip`")
+        _unavailable("network namespaces need Linux and iproute2's `ip`")
     _remove_stale_namespaces()
     folder = tmp_path_factory.mktemp("cluster")
     (folder / "driver-cwd").mkdir()

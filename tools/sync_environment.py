@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT = ROOT / "environment.yml"
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
-#: Extras that make up the local environment (pyproject's "local" extra).
-LOCAL_EXTRAS = ("spark", "notebook", "aws", "cloud", "dev")
+#: The extra that makes up the local environment; the extras it names are read from pyproject.
+LOCAL_EXTRA = "local"
 
 
 def normalise(name: str) -> str:
@@ -39,9 +39,18 @@ def direct_requirements() -> list[str]:
     """Requirement strings of the runtime dependencies and the local extras."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
-    for extra in LOCAL_EXTRAS:
+    for extra in local_extras(project):
         requirements += project["optional-dependencies"][extra]
     return requirements
+
+
+def local_extras(project: dict) -> list[str]:
+    """The extras pyproject's ``local`` extra names (``fruits-emr[spark,notebook,...]``), in order."""
+    (self_reference,) = project["optional-dependencies"][LOCAL_EXTRA]
+    name, extras, _ = split_requirement(self_reference)
+    if normalise(name) != normalise(project["name"]) or not extras:
+        raise ValueError(f"the {LOCAL_EXTRA!r} extra should name this project's extras, got {self_reference!r}")
+    return [extra.strip() for extra in extras.strip("[]").split(",")]
 
 
 def split_requirement(requirement: str) -> tuple[str, str, str]:

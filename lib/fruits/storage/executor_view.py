@@ -35,7 +35,9 @@ from fruits.storage import location
 SAMPLE_NAMES = 3
 #: The file the driver writes into an output folder for the executors to read.
 _TOKEN_PREFIX = ".fruits-visibility-"
-#: Most tasks the check runs (one per executor core up to this), so that every executor takes part.
+#: Most tasks the check runs (one per executor core up to this), so that the executors registered
+#: by then usually all take part. Not guaranteed: the scheduler may put every task on the first
+#: executor (dynamic allocation adds others later), so :func:`check_written_here` stays the backstop.
 MAX_TASKS = 64
 
 SHARED_STORAGE_HINT = (

@@ -231,7 +231,29 @@ def _ensure_hash(client, *, bucket: str, user: str, password: str) -> str:
     if password_matches(password, client.get_secret_value(SecretId=name)["SecretString"]):
         return "in place"
     client.put_secret_value(SecretId=name, SecretString=hash_password(password))
+    _forget_previous(client, name)
     return "updated"
+
+
+def _forget_previous(client, name: str) -> None:
+    """Take ``AWSPREVIOUS`` off the hash secret's older version, which may hold a plaintext.
+
+    After ``put_secret_value`` Secrets Manager keeps the replaced value as ``AWSPREVIOUS``, and
+    the instance role (which may read this secret) could still fetch it by that stage. A version
+    without a stage is deprecated, and Secrets Manager deletes it later.
+    """
+    for version in client.list_secret_version_ids(SecretId=name, IncludeDeprecated=False)["Versions"]:
+        if "AWSPREVIOUS" in version.get("VersionStages", []):
+            client.update_secret_version_stage(SecretId=name, VersionStage="AWSPREVIOUS",
+                                               RemoveFromVersionId=version["VersionId"])
+
+
+def _earlier_plaintext(client, *, bucket: str, user: str) -> str | None:
+    """The password an earlier layout kept in plaintext under the hash secret's name, if any."""
+    if _describe(client, secret_name(bucket, user)) is None:
+        return None
+    value = client.get_secret_value(SecretId=secret_name(bucket, user))["SecretString"]
+    return None if CRYPT_HASH.fullmatch(value) else value
 
 
 def ensure_secrets(client, *, bucket: str, users: Iterable[str],
@@ -250,8 +272,10 @@ def ensure_secrets(client, *, bucket: str, users: Iterable[str],
     outcome: dict[str, str] = {}
     for user in users:
         name = password_secret_name(bucket, user)
-        created = _describe(client, name) is None and _create(
-            client, create_secret_request(bucket=bucket, user=user, password=generate_password()))
+        # An earlier layout's plaintext moves to the people's secret: the person's password stays.
+        created = _describe(client, name) is None and _create(client, create_secret_request(
+            bucket=bucket, user=user,
+            password=_earlier_plaintext(client, bucket=bucket, user=user) or generate_password()))
         password = client.get_secret_value(SecretId=name)["SecretString"]
         hashed = _ensure_hash(client, bucket=bucket, user=user, password=password)
         outcome[user] = "created" if created else ("in place" if hashed == "in place" else "updated")

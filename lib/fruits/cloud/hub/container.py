@@ -201,6 +201,9 @@ class Container:
             if found:
                 self.init_pid = int(found[0])
             elif self.process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is None:  # nobody else holds it yet: stop it before giving up
+                    self.process.kill()
+                    self.process.wait(timeout=30)
                 raise RuntimeError(f"the hub's namespaces did not start (exit {self.process.poll()}); "
                                    f"see {self.log}:\n{self.log_tail()}")
             else:

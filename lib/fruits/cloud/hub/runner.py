@@ -142,8 +142,9 @@ class LocalHub:
 
         work = self.state.root / "livy"
         work.mkdir(exist_ok=True)
-        self.livy = LivyDouble(port=aws.free_port(), master=self.livy_master, work_dir=work,
-                               startup_timeout=300).start()
+        # The sessions read and write the hub's bucket: its moto endpoint, never a real AWS.
+        self.livy = LivyDouble(port=aws.free_port(), master=self.livy_master, work_dir=work, startup_timeout=300,
+                               environment=aws.aws_environment(self.endpoint_url, self.region)).start()
         self.livy_url = self.livy.url
 
     def _start_container(self, proxy: Path) -> None:

@@ -51,7 +51,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qs, urlparse
 
 from fruits.spark.settings import LOCAL_MASTER
@@ -141,10 +141,13 @@ class LivyDouble:
         Also append every request as a JSON line to this file.
     startup_timeout : float
         Seconds a session may take to start Spark before it is declared dead.
+    environment : mapping, optional
+        Variables every session's process gets on top of this process's.
     """
 
     def __init__(self, *, port: int = 0, master: str = LOCAL_MASTER, work_dir: str | Path | None = None,
-                 request_log: str | Path | None = None, startup_timeout: float = 300.0):
+                 request_log: str | Path | None = None, startup_timeout: float = 300.0,
+                 environment: Mapping[str, str] | None = None):
         import tempfile
 
         self.master = master
@@ -152,6 +155,9 @@ class LivyDouble:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.request_log = Path(request_log) if request_log else None
         self.startup_timeout = startup_timeout
+        #: Variables every session's process gets on top of this process's (e.g. the S3 endpoint of
+        #: a local stand-in bucket, so a session never reaches a real AWS with this host's credentials).
+        self.environment = dict(environment or {})
         #: Every request received: ``{"method", "path", "body"}`` in arrival order.
         self.requests: list[dict] = []
         self.sessions: dict[int, Session] = {}
@@ -211,7 +217,7 @@ class LivyDouble:
         session = Session(id=session_id, body=body, log_path=self.work_dir / f"session-{session_id}.log")
         with self._lock:
             self.sessions[session_id] = session
-        env = {**os.environ, "LIVY_SESSION_ID": str(session_id), "LIVY_DOUBLE_MASTER": self.master,
+        env = {**os.environ, **self.environment, "LIVY_SESSION_ID": str(session_id), "LIVY_DOUBLE_MASTER": self.master,
                "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
         log = open(session.log_path, "ab")
         session.process = subprocess.Popen(
