@@ -29,13 +29,15 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hide", action="append", default=[], help="folder to cover with an empty tmpfs")
     parser.add_argument("--share", action="append", default=[], help="folder to keep visible (after hiding)")
+    parser.add_argument("--not-in", required=True, metavar="NS",
+                        help="the caller's mount namespace (readlink /proc/self/ns/mnt): refuse to mount there")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run")
-    if os.readlink("/proc/self/ns/mnt") == os.readlink("/proc/1/ns/mnt"):
-        # Never mount over /tmp (or anything) in the machine's own mount namespace.
+    if os.readlink("/proc/self/ns/mnt") == args.not_in:
+        # Never mount over /tmp (or anything) in the caller's own mount namespace.
         sys.exit("private_mounts: not inside a private mount namespace (run it under unshare --mount)")
     handles = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in args.share}
     for path in args.hide:

@@ -214,6 +214,8 @@ def _on_worker_host(hosts_folders: dict, command: list[str]) -> list[str]:
     """``command`` in a private mount namespace where the driver's folders are empty tmpfs."""
     mounts = [arg for path in hosts_folders["hide"] for arg in ("--hide", path)]
     mounts += [arg for path in hosts_folders["share"] for arg in ("--share", path)]
+    # The test's own mount namespace, which private_mounts must never mount in.
+    mounts += ["--not-in", os.readlink("/proc/self/ns/mnt")]
     return ["unshare", "--mount", "--propagation", "private", sys.executable,
             str(ROOT / "tests" / "private_mounts.py"), *mounts, "--", *command]
 
