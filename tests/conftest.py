@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -107,22 +103,12 @@ def moto_server(**server_env):
     """
     import s3fs
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **server_env})
+    from fruits.cloud.hub.aws import MotoServer
+
+    server = MotoServer(environment=server_env).start(timeout=30)
     saved = {key: os.environ.get(key) for key in _MOTO_ENV_KEYS}
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = server.url
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "moto server did not start"
-                time.sleep(0.2)
         for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
             os.environ.pop(key, None)
         os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
@@ -132,8 +118,7 @@ def moto_server(**server_env):
         yield endpoint
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -46,8 +46,11 @@ def aws_environment(endpoint_url: str, region: str) -> dict[str, str]:
 class MotoServer:
     """moto's server on 127.0.0.1 (S3 and Secrets Manager, among others), stopped by :meth:`stop`."""
 
-    def __init__(self, *, port: int | None = None, log: Path | None = None):
+    def __init__(self, *, port: int | None = None, log: Path | None = None,
+                 environment: dict[str, str] | None = None):
         self.port = port or free_port()
+        #: Extra variables for the server process (e.g. ``MOTO_IAM_LOAD_MANAGED_POLICIES``).
+        self.environment = dict(environment or {})
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.process: subprocess.Popen | None = None
@@ -57,7 +60,7 @@ class MotoServer:
         try:
             self.process = subprocess.Popen([str(venv_bin() / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **CREDENTIALS},
+                                            env={**os.environ, **CREDENTIALS, **self.environment},
                                             start_new_session=True)  # a terminal's Ctrl-C is the hub's to handle
         finally:
             if self.log:
