@@ -6,7 +6,8 @@ role, ``AWS_ENDPOINT_URL`` for an S3-compatible test server). The requests are b
 the modules beside this one, one job each:
 
 - :mod:`~fruits.cloud.emr.deploy`: what ``upload`` copies, and where;
-- :mod:`~fruits.cloud.emr.cluster`: the ``create-cluster`` request;
+- :mod:`~fruits.cloud.emr.cluster`: the ``create-cluster`` request; :mod:`~fruits.cloud.emr.cost`: what
+  featurizing N images on it costs (``--images``);
 - :mod:`~fruits.cloud.emr.steps`: the step that runs the cloud notebook (``run``);
 - :mod:`~fruits.cloud.emr.access`: ways into the primary node (SSM, opt-in SSH);
 - :mod:`~fruits.cloud.emr.iam` and :mod:`~fruits.cloud.emr.users`: the account's roles and the
