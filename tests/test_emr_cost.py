@@ -230,3 +230,15 @@ def test_sizes_always_show_one_and_ten_million():
     assert cost.sizes(None) == [1_000_000, 10_000_000]
     assert cost.sizes(20_622) == [20_622, 1_000_000, 10_000_000]
     assert cost.sizes(1_000_000) == [1_000_000, 10_000_000]
+
+
+def test_the_docs_table_is_what_the_command_prints():
+    """docs/emr.md's 1 M and 10 M rows are the command's own: a new measurement or price updates both."""
+    printed = create_dry_run("--images", "1000000")
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    page = (ROOT / "docs" / "emr.md").read_text()
+    section = page.split("### What a run costs", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith(("| 1,000,000 |", "| 10,000,000 |"))]
+    assert len(rows) == 2, rows
+    for row in rows:
+        assert row in printed.stderr.splitlines(), f"docs/emr.md's row {row!r} is not what the command prints"

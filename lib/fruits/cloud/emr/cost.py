@@ -351,7 +351,8 @@ def render(est: Estimate) -> str:
         f"{m.path} [{m.result}], commit {m.commit}, {m.date}",
         "  assumption: a vCPU of the node as fast as a vCPU of the measurement. An m5 vCPU is one of the 2 "
         "hyper-threads of a physical core, so each range runs from 'every vCPU works' (optimistic) to "
-        "'only physical cores count' (pessimistic)",
+        "'only physical cores count' (pessimistic); the run read its images from a local disk, a cluster reads "
+        "them from S3 (not measured)",
         *price_lines,
         "",
         f"| images | time | {usd}, task on-demand | {usd}, {spot_label} |",
