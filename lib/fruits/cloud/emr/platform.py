@@ -6,7 +6,8 @@ role, ``AWS_ENDPOINT_URL`` for an S3-compatible test server). The requests are b
 the modules beside this one, one job each:
 
 - :mod:`~fruits.cloud.emr.deploy`: what ``upload`` copies, and where;
-- :mod:`~fruits.cloud.emr.cluster`: the ``create-cluster`` request;
+- :mod:`~fruits.cloud.emr.cluster`: the ``create-cluster`` request; :mod:`~fruits.cloud.emr.cost`: what
+  featurizing N images on it costs (``--images``);
 - :mod:`~fruits.cloud.emr.steps`: the step that runs the cloud notebook (``run``);
 - :mod:`~fruits.cloud.emr.access`: ways into the primary node (SSM, opt-in SSH);
 - :mod:`~fruits.cloud.emr.iam` and :mod:`~fruits.cloud.emr.users`: the account's roles and the
@@ -17,11 +18,12 @@ the modules beside this one, one job each:
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 from fruits import __version__
-from fruits.cloud.emr import access, account, cluster, deploy, network, steps, users
+from fruits.cloud.emr import access, account, cluster, cost, deploy, network, steps, users
 from fruits.cloud.emr.aws import check_bucket, client
 from fruits.cloud.platform import SparkPlatform, show_request
 from fruits.storage.publish import new_run_id
@@ -56,6 +58,12 @@ class EmrPlatform(SparkPlatform):
                             help="auto-terminate after this many idle seconds (default 3600); Livy ends a notebook "
                                  "session after as long without a statement, so a forgotten cluster ends within "
                                  "about twice this")
+        create.add_argument("--images", type=int, metavar="N",
+                            help="print what featurizing N images costs on this cluster (and 1 M, 10 M), on stderr: "
+                                 "hours and USD from a recorded run and emr-config/prices.json")
+        create.add_argument("--measurement", metavar="JSON",
+                            help=f"the recorded run the rate comes from (default: {cost.MEASUREMENT[0]})")
+        create.add_argument("--prices", metavar="JSON", help="the price file (default: emr-config/prices.json)")
         create.add_argument("--ssh-from", metavar="CIDR",
                             help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at "
                                  "most a /24); needs --key-name and --subnet-id. Default: no inbound rule, use "
@@ -113,6 +121,7 @@ class EmrPlatform(SparkPlatform):
             idle_timeout=args.idle_timeout, additional_master_security_groups=[ssh_group] if ssh_group else None,
             steps=users_steps)
         request["Instances"].update({"Ec2SubnetId": args.subnet_id, **network.group_placeholders(args.subnet_id)})
+        estimate = self.cost_estimate(args, request) if args.images is not None else None
         if args.dry_run:
             if ssh_cidr or names:  # several calls: one JSON list of {"operation", "request"}
                 ssh = access.ssh_group_requests(subnet_id=args.subnet_id, cidr=ssh_cidr) if ssh_cidr else []
@@ -120,7 +129,11 @@ class EmrPlatform(SparkPlatform):
                                  + [{"operation": "emr.run_job_flow", "request": request}], indent=2))
             else:
                 show_request("emr.run_job_flow", request)
+            if estimate:
+                print(estimate, file=sys.stderr)
             return 0
+        if estimate:
+            print(estimate, file=sys.stderr)
         ec2 = client("ec2")
         for key in network.GROUPS:  # the placeholders shown by --dry-run
             request["Instances"].pop(key, None)
@@ -143,6 +156,15 @@ class EmrPlatform(SparkPlatform):
             print(f"JupyterHub logins: {', '.join(names)} (jovyan is locked); each password: "
                   f"fruits emr users --bucket {args.bucket} --show NAME")
         return 0
+
+    @staticmethod
+    def cost_estimate(args, request: dict) -> str:
+        """The ``--images`` estimate for ``request`` (stderr: stdout stays the request's JSON)."""
+        if args.images <= 0:
+            raise ValueError(f"--images must be a positive number of images, got {args.images}")
+        found = cost.estimate(request, cost.sizes(args.images), measurement=cost.read_measurement(args.measurement),
+                              prices=cost.load_prices(args.prices))
+        return cost.render(found)
 
     def run_notebook(self, args) -> int:
 
