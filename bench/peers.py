@@ -289,8 +289,8 @@ def report(results: dict, checks: dict, *, reference: str, images: int, source: 
         if not check["common"]:
             lines.append(f"| {peer} | {check['images']} | 0 | - | - | - | - |")
             continue
-        lines.append(f"| {peer} | {check['images']} | {check['common']} | {check['cosine_min']:.6f} | "
-                     f"{check['cosine_mean']:.6f} | {check['max_abs_difference']:.2e} | "
+        lines.append(f"| {peer} | {check['images']} | {check['common']} | {check['cosine_min']:.8f} | "
+                     f"{check['cosine_mean']:.8f} | {check['max_abs_difference']:.2e} | "
                      f"{check['bit_identical']} of {check['common']} |")
     missing = [peer for peer, check in checks.items() if check["images"] != images or check.get("only_in_reference")]
     if missing:
