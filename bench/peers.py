@@ -60,11 +60,13 @@ sys.path.insert(0, str(HERE))
 from end_to_end import SLICE_IMAGES, run_fruits, run_study, timed  # noqa: E402  (bench/ is not a package)
 from benchmark import select_images  # noqa: E402
 
+from fruits.spark.settings import LOCAL_MASTER  # noqa: E402
+
 #: The peers, in the order of each round and of the table.
 PEERS = ("study", "predict_batch_udf", "project", "fruits-run")
 
-#: The master every peer runs on: ``fruits run``'s default.
-MASTER = "local[2]"
+#: The master every peer runs on: ``fruits run``'s default (``bench/study_pattern.py``'s too).
+MASTER = LOCAL_MASTER
 
 #: What each peer does, for the report.
 NOTES = {
