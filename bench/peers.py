@@ -212,12 +212,18 @@ def run_peer(peer: str, input_dir: str, scratch: str, weights: str) -> dict:
 
 def read_features(parquet: str) -> dict[str, np.ndarray]:
     """``label/file name`` -> features of one peer's Parquet (peers name the same file differently: URI or path)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pq.read_table(parquet.removeprefix("file:"), columns=["path", "features"])
-    paths, features = table.column("path").to_pylist(), table.column("features").to_pylist()
-    return {"/".join(path.rstrip("/").split("/")[-2:]): np.asarray(vector, dtype=np.float32)
-            for path, vector in zip(paths, features) if vector is not None}
+    table = table.filter(pc.is_valid(table.column("features")))  # the project's rejected images have none
+    column = table.column("features").combine_chunks()
+    flat = np.asarray(column.flatten(), dtype=np.float32)  # not Python floats: the full split is 26 M values
+    if len(column) and flat.size % len(column):
+        raise ValueError(f"{parquet}: feature vectors of different lengths")
+    vectors = flat.reshape(len(column), -1)
+    return {"/".join(path.rstrip("/").split("/")[-2:]): vector
+            for path, vector in zip(table.column("path").to_pylist(), vectors)}
 
 
 def agreement(features: dict[str, dict[str, np.ndarray]], reference: str) -> dict:
