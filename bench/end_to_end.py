@@ -55,26 +55,36 @@ def select_slice(source: Path, target: Path, count: int) -> int:
     return select_images(source, target, count)
 
 
-def run_study(input_dir: str, scratch: str, weights: str) -> dict:
-    """The study's notebook code in a fresh process: wall seconds and its own stage seconds."""
+def run_study(input_dir: str, scratch: str, weights: str, *, features_only: bool = False,
+              keep: bool = False) -> dict:
+    """The study's notebook code in a fresh process: wall seconds and its own stage seconds.
+
+    ``features_only`` stops it once the features are written (no PCA); ``keep`` leaves
+    its output folder in place and names it as ``output`` (its features in ``Results/``).
+    """
     output = tempfile.mkdtemp(prefix="study-", dir=scratch)
     result = os.path.join(output, "figures.json")
     command = [sys.executable, str(HERE / "study_pattern.py"), "--input", input_dir, "--output", output,
-               "--weights", weights, "--result", result]
-    wall = _timed(command)
+               "--weights", weights, "--result", result] + (["--features-only"] if features_only else [])
+    wall = timed(command)
     figures = json.loads(Path(result).read_text())
-    shutil.rmtree(output, ignore_errors=True)
-    return {"wall_seconds": wall, "images": figures["images"], "seconds": figures["seconds"],
-            "cumulative_variance_at_k": figures["cumulative_variance_at_k"]}
+    if keep:
+        figures["output"] = output
+    else:
+        shutil.rmtree(output, ignore_errors=True)
+    return {"wall_seconds": wall, **figures}
 
 
-def run_fruits(input_dir: str, scratch: str, engine: str, extra: list[str]) -> dict:
-    """``fruits run`` with defaults (plus ``engine``) in a fresh process, and where its time went."""
+def run_fruits(input_dir: str, scratch: str, engine: str, extra: list[str], *, keep: bool = False) -> dict:
+    """``fruits run`` with defaults (plus ``engine``) in a fresh process, and where its time went.
+
+    ``keep`` leaves the run's output in place and names its run folder as ``output``.
+    """
     output = tempfile.mkdtemp(prefix=f"run-{engine}-", dir=scratch)
     command = [sys.executable, "-m", "fruits.cli", "run", "--input", input_dir, "--output", output, "--quiet"]
     if engine != "onnx":
         command += ["-p", "engine", engine]
-    wall = _timed(command + extra)
+    wall = timed(command + extra)
     pointer = json.loads(Path(output, "current.json").read_text())
     run_dir = Path(output, pointer["run"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -97,7 +107,10 @@ def run_fruits(input_dir: str, scratch: str, engine: str, extra: list[str]) -> d
         figures["render_seconds"] = rerender(run_dir / "notebook.ipynb", scratch)
         figures["render_measured_by"] = "this benchmark, rendering the executed notebook again in a fresh process"
     figures["other_seconds"] = (wall - figures["papermill_seconds"] - figures["render_seconds"])
-    shutil.rmtree(output, ignore_errors=True)
+    if keep:
+        figures["output"] = str(run_dir)
+    else:
+        shutil.rmtree(output, ignore_errors=True)
     return figures
 
 
@@ -135,10 +148,11 @@ def rerender(notebook_path: Path, scratch: str) -> float:
     """Seconds to render the executed notebook to HTML in a fresh process, imports included, as the CLI does."""
     target = os.path.join(scratch, "rerendered.html")
     code = ("import sys\nfrom fruits.cli import render_html\nrender_html(sys.argv[1], sys.argv[2])")
-    return _timed([sys.executable, "-c", code, str(notebook_path), target])
+    return timed([sys.executable, "-c", code, str(notebook_path), target])
 
 
-def _timed(command: list[str]) -> float:
+def timed(command: list[str]) -> float:
+    """Wall seconds of ``command`` in a fresh process, from start to exit; its stderr's end if it fails."""
     start = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start

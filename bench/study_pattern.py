@@ -12,7 +12,9 @@ is the rest of the notebook around it, in its order: read the images as
 ``binaryFile``, label them, build the network on the driver and broadcast its
 weights, featurize (``cache`` + ``count``), write the features, turn the arrays
 into vectors with a Python UDF, fit Spark ML ``PCA(k=50)``, transform, write the PCA
-features and read the explained variance (``bench/end_to_end.py``)::
+features and read the explained variance (``bench/end_to_end.py``); with
+``--features-only`` it stops once the features are written (:func:`featurize_and_write`,
+``bench/peers.py``)::
 
     python bench/study_pattern.py --input Test/ --output /tmp/study --weights model.h5 --result r.json
 """
@@ -90,19 +92,17 @@ def driver_weights(weights_path: str) -> list:
     return model.get_weights()
 
 
-def end_to_end(spark, input_path: str, output_dir: str, weights_path: str, *, k: int = 50) -> dict:
-    """The study notebook from reading the images to writing the PCA features; seconds per stage.
+def featurize_and_write(spark, input_path: str, output_dir: str, weights_path: str) -> tuple[object, int, dict]:
+    """The study notebook from reading the images to writing the features (``Results/``).
 
     Returns
     -------
-    dict
-        ``images``, ``cumulative_variance_at_k`` and ``seconds`` (``model``: the driver's
-        network and broadcast; ``featurize``: read + featurize, the cached count;
-        ``write``: both Parquet writes; ``pca``: vectors, fit and the rows shown).
+    tuple
+        The cached ``features_df``, its row count and ``seconds`` (``read``; ``model``: the
+        driver's network and broadcast; ``featurize``: read + featurize, the cached count;
+        ``write``: the features' Parquet write).
     """
-    from pyspark.ml.feature import PCA
-    from pyspark.ml.linalg import Vectors, VectorUDT
-    from pyspark.sql.functions import element_at, split, udf
+    from pyspark.sql.functions import element_at, split
 
     seconds = {}
     start = time.perf_counter()
@@ -125,6 +125,24 @@ def end_to_end(spark, input_path: str, output_dir: str, weights_path: str, *, k:
     start = time.perf_counter()
     features_df.write.mode("overwrite").parquet(os.path.join(output_dir, "Results"))
     seconds["write"] = time.perf_counter() - start
+    return features_df, count, seconds
+
+
+def end_to_end(spark, input_path: str, output_dir: str, weights_path: str, *, k: int = 50) -> dict:
+    """The study notebook from reading the images to writing the PCA features; seconds per stage.
+
+    Returns
+    -------
+    dict
+        ``images``, ``cumulative_variance_at_k`` and ``seconds`` (those of
+        :func:`featurize_and_write`, ``write`` then covering both Parquet writes; ``pca``:
+        vectors, fit and the rows shown).
+    """
+    from pyspark.ml.feature import PCA
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.functions import udf
+
+    features_df, count, seconds = featurize_and_write(spark, input_path, output_dir, weights_path)
 
     start = time.perf_counter()
 
@@ -156,12 +174,18 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--result", help="write the figures here as JSON")
+    parser.add_argument("--features-only", action="store_true",
+                        help="stop once the features are written (Results/): no PCA (bench/peers.py)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fruits.spark.session import local_spark  # the project's session settings, so both sides get the same Spark
 
     spark = local_spark(args.master, app_name="study-pattern")  # this file runs as __main__: pickled by value
-    figures = end_to_end(spark, args.input, args.output, args.weights, k=args.k)
+    if args.features_only:
+        _, count, seconds = featurize_and_write(spark, args.input, args.output, args.weights)
+        figures = {"images": count, "seconds": seconds}
+    else:
+        figures = end_to_end(spark, args.input, args.output, args.weights, k=args.k)
     spark.stop()
     if args.result:
         with open(args.result, "w") as handle:
