@@ -88,3 +88,27 @@ def test_a_corrupt_arrays_cache_entry_is_loaded_again(tmp_path, monkeypatch):
     weights_module._write_arrays(path, arrays)
     back = weights_module._read_arrays(path)
     assert [a.tolist() for a in back] == [a.tolist() for a in arrays]
+
+
+def test_random_weights_built_once_are_read_back_without_keras(tmp_path):
+    """Random weights come from the cache after the first run: the same arrays, no Keras import (7 s)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FRUITS_CACHE": str(tmp_path / "cache")}
+    probe = (
+        "import sys\n"
+        "from fruits.engines.weights import resolve_weights\n"
+        "resolved = resolve_weights('random', allow_random=False, seed=3)\n"
+        "print(resolved.sha256, resolved.is_random, 'keras' in sys.modules)\n"
+    )
+    first, second = (subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                                    timeout=300, check=True).stdout.split() for _ in range(2))
+    assert first[1:] == ["True", "True"]  # built by Keras the first time
+    assert second == [first[0], "True", "False"]
+    cached = list((tmp_path / "cache" / "weights").glob("random-seed3-*.npz"))
+    assert len(cached) == 1
+    cached[0].write_bytes(b"PK\x03\x04 truncated")  # a damaged entry is built again, same arrays
+    third = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                           timeout=300, check=True).stdout.split()
+    assert third == first

@@ -215,8 +215,35 @@ def _keras_imagenet(input_size: int) -> ResolvedWeights:
 
 
 def _random(seed: int, input_size: int) -> ResolvedWeights:
-    seed_keras(seed)
-    arrays = tuple(build_keras_backbone(None, input_size=input_size).get_weights())
+    """Keras' seeded initial weights, kept in the cache folder like a weights file's arrays.
+
+    Building them needs Keras, whose import alone takes about 7 s of the 9 s a plumbing run
+    (the demo without weights, most tests) spent on them on 2 cores; they depend only on
+    the seed and the Keras and TensorFlow versions (not on the input size), so the second
+    run reads them back without importing Keras.
+    """
+    path = _random_cache_path(seed)
+    arrays = _read_arrays(path)
+    if arrays is None:
+        seed_keras(seed)
+        arrays = tuple(build_keras_backbone(None, input_size=input_size).get_weights())
+        _write_arrays(path, arrays)
     return ResolvedWeights(
         source=f"{RANDOM} (seed {seed})", is_random=True, sha256=fingerprint(arrays), arrays=arrays
     )
+
+
+def _random_cache_path(seed: int):
+    """Where the random arrays of ``seed`` are kept: named by the versions of Keras and its TensorFlow."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(*names: str) -> str:
+        for name in names:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                continue
+        return "none"
+
+    versions = f"keras{installed('keras')}-tf{installed('tensorflow-cpu', 'tensorflow')}"
+    return config.cache_dir() / "weights" / f"random-seed{seed}-{versions}-{ARRAYS_CACHE_VERSION}.npz"
