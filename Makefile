@@ -34,8 +34,13 @@ env: $(STAMP) $(PROXY) ## Create the virtual environment .venv from the pinned d
 demo: env ## Run the pipeline on generated synthetic images and write the HTML report
 	$(BIN)/fruits run --output output/demo -p mode overwrite
 
-test: env browser ## Run the test suite (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
-	$(BIN)/python -m pytest
+# Test files run side by side in TEST_WORKERS pytest processes (pytest-xdist), each file whole in
+# one of them (its module fixtures start once): most tests wait on JVMs, kernels and servers
+# more than they compute. TEST_WORKERS=0 runs them in this process, one after the other.
+TEST_WORKERS ?= 3
+
+test: env browser ## Run the test suite in parallel workers (real-data tests need FRUITS_WEIGHTS and FRUITS_TEST_IMAGES)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: env ## Run the plumbing tests and doctests only (no Spark, no real data; make test runs all)
 	$(BIN)/python -m pytest -m "not slow and not spark"
