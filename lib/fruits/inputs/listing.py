@@ -235,7 +235,7 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
         work.mapInPandas(lister, LISTING_SCHEMA).write.mode("overwrite").parquet(location)
     except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
         raise InputError(f"input_path {source.root!r} cannot be listed: {_first_line(exc)}") from exc
-    frame = spark.read.parquet(location)
+    frame = spark.read.schema(LISTING_SCHEMA).parquet(location)  # known: no job to read it from a footer
     by_label = (frame.groupBy("label").agg(F.count(F.lit(1)).alias("files"),
                                            F.count(F.when(F.col("reason").isNull(), 1)).alias("images"))
                 .collect())

@@ -13,7 +13,8 @@ from fruits import engines
 from fruits.analysis.evaluate import evaluate as fit_and_score
 from fruits.analysis.pca import PcaResult, fit_pca, project
 from fruits.engines import PreparedEngine
-from fruits.featurize.step import FEATURES_PARQUET_OPTIONS, Outcome, choose_partitions, featurize_and_split
+from fruits.featurize.step import (FEATURES_PARQUET_OPTIONS, FEATURES_SCHEMA, REJECTED_SCHEMA, Outcome,
+                                   choose_partitions, featurize_and_split, read_written)
 from fruits.inputs import calibration, inventory
 from fruits.inputs.listing import Listing, list_files
 from fruits.inputs.reading import NOT_READ, read_images
@@ -101,11 +102,12 @@ def write_features(spark, prepared: PreparedRun, read_result: ReadImages, outcom
     inventory.inventory(listing, not_read).coalesce(1).write.mode("overwrite").parquet(staged.inventory)
 
     featurized_by_class = dict(sorted(
-        (row.label, row["count"]) for row in spark.read.parquet(staged.features).groupBy("label").count().collect()))
+        (row.label, row["count"])
+        for row in read_written(spark, staged.features, FEATURES_SCHEMA).groupBy("label").count().collect()))
     featurized = sum(featurized_by_class.values())
     by_reason = {
         row.kind: row["count"]
-        for row in spark.read.parquet(staged.rejected)
+        for row in read_written(spark, staged.rejected, REJECTED_SCHEMA)
         .groupBy(F.substring_index("reason", ":", 1).alias("kind")).count().collect()
     }
     counts = {"input": listing.total, "images": listing.image_count, "featurized": featurized,
@@ -128,7 +130,7 @@ def reuses_pca(prepared: PreparedRun, increment: inventory.Increment) -> bool:
 def reduce(spark, prepared: PreparedRun, increment: inventory.Increment, staged: OutputLayout) -> PcaResult:
     """Fit PCA on ``features/`` (or reuse the previous run's model)."""
     params = prepared.params
-    features = spark.read.parquet(staged.features)
+    features = read_written(spark, staged.features, FEATURES_SCHEMA)
     spark.sparkContext.setJobDescription("fruits: PCA")
     if reuses_pca(prepared, increment):
         from pyspark.ml.feature import PCAModel
@@ -142,7 +144,8 @@ def reduce(spark, prepared: PreparedRun, increment: inventory.Increment, staged:
 
 def write_reduction(spark, pca: PcaResult, staged: OutputLayout) -> None:
     """Write every image's projection (``pca/``) and the model (``pca_model/``)."""
-    project(pca.model, spark.read.parquet(staged.features)).write.mode("overwrite").parquet(staged.pca)
+    features = read_written(spark, staged.features, FEATURES_SCHEMA)
+    project(pca.model, features).write.mode("overwrite").parquet(staged.pca)
     pca.model.write().overwrite().save(staged.pca_model)
     location.remove(staged.staging)
 
@@ -161,7 +164,8 @@ def evaluate(spark, prepared: PreparedRun, staged: OutputLayout, pca: PcaResult,
     )
     outcome.features.write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(staged.train_features)
     train_rejected = outcome.rejected.count()
-    result = fit_and_score(spark.read.parquet(staged.train_features), spark.read.parquet(staged.features),
+    result = fit_and_score(read_written(spark, staged.train_features, FEATURES_SCHEMA),
+                           read_written(spark, staged.features, FEATURES_SCHEMA),
                            pca.model, spectrum=pca.spectrum, components=pca.components, seed=params.seed)
     result.classifier.write().overwrite().save(staged.classifier)
     location.remove(staged.staging)
