@@ -151,6 +151,15 @@ def rerender(notebook_path: Path, scratch: str) -> float:
     return timed([sys.executable, "-c", code, str(notebook_path), target])
 
 
+def keep_best(results: dict, name: str, figures: dict) -> None:
+    """Keep ``name``'s fastest round in ``results``, with every round's wall seconds in ``all_wall_seconds``."""
+    best = results.get(name)
+    walls = (best or {}).get("all_wall_seconds", []) + [figures["wall_seconds"]]
+    if best is None or figures["wall_seconds"] < best["wall_seconds"]:
+        results[name] = figures
+    results[name]["all_wall_seconds"] = walls
+
+
 def timed(command: list[str]) -> float:
     """Wall seconds of ``command`` in a fresh process, from start to exit; its stderr's end if it fails."""
     start = time.perf_counter()
@@ -264,11 +273,7 @@ def main() -> int:
                            else run_fruits(input_dir, scratch, engines[mode], extra))
                 print(f"{mode:>10}: {figures['wall_seconds']:7.1f} s wall, "
                       f"{figures['images'] / figures['wall_seconds']:6.1f} images/s (round {round_ + 1})", flush=True)
-                best = results.get(mode)
-                walls = (best or {}).get("all_wall_seconds", []) + [figures["wall_seconds"]]
-                if best is None or figures["wall_seconds"] < best["wall_seconds"]:
-                    results[mode] = figures
-                results[mode]["all_wall_seconds"] = walls
+                keep_best(results, mode, figures)
         images = images or results[modes[0]]["images"]
     text = report(results, images=images, source="full Test split" if args.full else f"{images}-image Test slice",
                   rounds=args.repeat, out=Path(args.out), name=args.name or ("full" if args.full else "slice"))

@@ -57,7 +57,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from end_to_end import SLICE_IMAGES, run_fruits, run_study, timed  # noqa: E402  (bench/ is not a package)
+from end_to_end import SLICE_IMAGES, keep_best, run_fruits, run_study, timed  # noqa: E402  (bench/ is not a package)
 from benchmark import select_images  # noqa: E402
 
 from fruits.spark.settings import LOCAL_MASTER  # noqa: E402
@@ -376,11 +376,7 @@ def main() -> int:
                 figures.pop("features")
                 print(f"{peer:>18}: {figures['wall_seconds']:7.1f} s wall, {images / figures['wall_seconds']:6.1f} "
                       f"images/s (round {round_ + 1})", flush=True)
-                best = results.get(peer)
-                walls = (best or {}).get("all_wall_seconds", []) + [figures["wall_seconds"]]
-                if best is None or figures["wall_seconds"] < best["wall_seconds"]:
-                    results[peer] = figures
-                results[peer]["all_wall_seconds"] = walls
+                keep_best(results, peer, figures)
     checks = agreement(features, reference)
     text = report(results, checks, reference=reference, images=images,
                   source="full Test split" if args.full else f"{images:,}-image Test slice", rounds=args.repeat,
