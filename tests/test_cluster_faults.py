@@ -166,6 +166,7 @@ def cluster(tmp_path):
 
 CLUSTER_RUN = textwrap.dedent("""
     import json, sys
+    from pathlib import Path
     from fruits.params import RunParams
     from fruits.run.execute import execute
     from fruits.run.plan import prepare
@@ -173,16 +174,27 @@ CLUSTER_RUN = textwrap.dedent("""
 
     params = RunParams(input_path=sys.argv[1], output_dir=sys.argv[2], weights="random", k=4, partitions=8)
     prepared = prepare(params)
+    events = Path(sys.argv[4])
+    events.mkdir()
     spark = local_spark(sys.argv[3], driver_memory="1g", executor_wait=120,
-                        conf={"spark.executor.memory": "768m", "spark.executor.cores": "1"})
+                        conf={"spark.executor.memory": "768m", "spark.executor.cores": "1",
+                              "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()})
     jvm = spark.sparkContext._jvm  # a task lost with its executor is an INFO line of TaskSetManager
     jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
         "org.apache.spark.scheduler.TaskSetManager", jvm.org.apache.logging.log4j.Level.INFO)
     result = execute(spark, prepared)
-    tracker = spark.sparkContext.statusTracker()
-    stages = [tracker.getStageInfo(s) for j in tracker.getJobIdsForGroup() for s in tracker.getJobInfo(j).stageIds]
-    failed = {info.name: info.numFailedTasks for info in stages if info is not None and info.numFailedTasks}
-    print("FAILED_TASKS " + json.dumps(failed), flush=True)
+    spark.stop()  # the event log is complete once the context stops
+    # Spark's own record of every task attempt (what its history server reads): the job each
+    # task lost with its executor belonged to, by the description the run gave that job.
+    described, lost = {}, {}
+    for line in next(events.iterdir()).read_text().splitlines():
+        event = json.loads(line)
+        if event["Event"] == "SparkListenerStageSubmitted":
+            described[event["Stage Info"]["Stage ID"]] = (event.get("Properties") or {}).get("spark.job.description", "")
+        elif event["Event"] == "SparkListenerTaskEnd" and event["Task End Reason"]["Reason"] == "ExecutorLostFailure":
+            job = described.get(event["Stage ID"], "")
+            lost[job] = lost.get(job, 0) + 1
+    print("LOST_TASKS " + json.dumps(lost), flush=True)
     print("RESULT " + json.dumps(result.manifest["counts"]), flush=True)
 """)
 
@@ -201,7 +213,8 @@ def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spa
     out = tmp_path / "out"
     log = tmp_path / "driver.log"
     with open(log, "wb") as handle:
-        driver = subprocess.Popen([sys.executable, "-c", CLUSTER_RUN, str(images), str(out), cluster.url],
+        driver = subprocess.Popen([sys.executable, "-c", CLUSTER_RUN, str(images), str(out), cluster.url,
+                                   str(tmp_path / "events")],
                                   cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
                                   env={**os.environ, "SPARK_LOCAL_IP": LOOPBACK})
     try:
@@ -234,8 +247,8 @@ def test_losing_a_worker_mid_featurization_costs_retries_never_rows(cluster, spa
     assert re.search(r"Lost executor \d+ on ", output), output[-5000:]
     assert re.search(r"task [\d.]+ in stage [\d.]+ \(TID \d+\) failed because while it was being computed, its executor exited", output), \
         "a task was running on the lost worker"
-    failed = json.loads(output.split("FAILED_TASKS ", 1)[1].splitlines()[0])
-    assert any("parquet" in name for name in failed), f"the lost task was featurizing: {failed}"
+    lost = json.loads(output.split("LOST_TASKS ", 1)[1].splitlines()[0])
+    assert any(job.startswith("fruits: featurize") for job in lost), f"the lost task was featurizing: {lost}"
     counts = json.loads(output.split("RESULT ", 1)[1].splitlines()[0])
     assert counts == {"input": 301, "images": 300, "featurized": 300, "rejected": 1, "featurized_this_run": 300}
 
