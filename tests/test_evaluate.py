@@ -163,12 +163,14 @@ def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, t
     Without test-only classes the run's own components are used; with one, the scored
     images are a subset of the run's and their components come from one pass. Either
     way: the projections equal Spark ML's ``PCA(k).fit`` on the scored images (1e-6, up
-    to sign) and every k's accuracy and macro-F1 equal those of the classifier on them.
+    to sign) and every k's accuracy and macro-F1 equal those of the classifier fitted on
+    Spark ML's projections.
     """
     from pyspark.ml.feature import PCA, StringIndexer
     from pyspark.sql import functions as F
 
-    from fruits.analysis.evaluate import LABEL_INDEX, _fit_and_score, evaluate
+    from fruits.analysis.evaluate import LABEL_INDEX, evaluate
+    from fruits.analysis.logistic import fit_multinomial
     from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, fit_pca, with_vectors
 
     classes = {f"c{i}": (40, 30) for i in range(6)}
@@ -191,8 +193,9 @@ def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, t
     test_vectors = np.array([row[VECTOR_COL].toArray() for row in test.select(VECTOR_COL).collect()])
     for k in k_sweep:
         reference = PCA(k=k, inputCol=VECTOR_COL, outputCol=PCA_VECTOR_COL).fit(test)
-        _, expected = _fit_and_score(reference.transform(train), reference.transform(test), PCA_VECTOR_COL,
-                                     result.labels, 0)
+        (x, y), (x_test, y_test) = (_projected(reference.transform(frame)) for frame in (train, test))
+        predicted = fit_multinomial(x, y, len(result.labels)).predict(x_test)
+        expected = scores(y_test, predicted, result.labels)
         assert (ours[k]["accuracy"], ours[k]["macro_f1"]) == (expected["accuracy"], expected["macro_f1"]), k
         # The components the sweep used for k: those of the run, or of one pass over the scored images.
         used = run.components if not test_only_class else _scored_components(test)
@@ -204,7 +207,45 @@ def test_sweep_scores_equal_those_of_a_spark_ml_pca_fit_per_k(spark, tmp_path, t
         assert np.abs(np.abs((run.components[:, :12] * _scored_components(test)[:, :12]).sum(axis=0)) - 1).max() > 1e-6
 
 
+def _projected(frame):
+    """A projected frame's PCA vectors and class indices, as arrays."""
+    from fruits.analysis.evaluate import LABEL_INDEX
+    from fruits.analysis.pca import PCA_VECTOR_COL
+
+    rows = frame.select(PCA_VECTOR_COL, LABEL_INDEX).collect()
+    return np.array([row[0].toArray() for row in rows]), np.array([row[1] for row in rows])
+
+
 def _scored_components(scored):
     from fruits.analysis.pca import decompose
 
     return decompose(scored)[1]
+
+
+@pytest.mark.slow  # three Spark ML fits of up to 1280 features: about 30 s
+def test_an_evaluation_too_large_for_the_driver_fits_in_spark_ml_and_agrees(spark, tmp_path, monkeypatch):
+    """Above DRIVER_FIT_MAX_VALUES Spark ML fits: the same counts, classes and sweep, scores within 2 images."""
+    from fruits.analysis import evaluate as evaluation
+    from fruits.analysis.pca import fit_pca
+
+    classes = {**{f"c{i}": (20, 15) for i in range(3)}, "only-in-test": (0, 5)}
+    train_df, test_df = _labelled_features(spark, tmp_path, per_class=classes)
+    run = fit_pca(test_df, k=3)
+
+    def evaluated():
+        return evaluation.evaluate(train_df, test_df, run.model, spectrum=run.spectrum,
+                                   components=run.components, k_sweep=(5,))
+
+    on_driver = evaluated()
+    monkeypatch.setattr(evaluation, "DRIVER_FIT_MAX_VALUES", 0)
+    in_spark = evaluated()
+    assert in_spark.classifier.hasSummary and not on_driver.classifier.hasSummary, "each path fitted its own"
+    assert in_spark.labels == on_driver.labels == ["c0", "c1", "c2"]
+    same = ("k", "train_images", "test_images_scored", "classes_scored", "test_only_classes", "test_images_not_scored")
+    assert {key: in_spark.metrics[key] for key in same} == {key: on_driver.metrics[key] for key in same} == {
+        "k": 3, "train_images": 60, "test_images_scored": 45, "classes_scored": 3,
+        "test_only_classes": ["only-in-test"], "test_images_not_scored": 5}
+    assert [row["k"] for row in in_spark.metrics["sweep"]] == [row["k"] for row in on_driver.metrics["sweep"]] == [3, 5, 1280]
+    for spark_row, driver_row in zip(in_spark.metrics["sweep"], on_driver.metrics["sweep"]):
+        assert spark_row["cumulative_variance"] == driver_row["cumulative_variance"]
+        assert abs(spark_row["accuracy"] - driver_row["accuracy"]) <= 2 / 45, (spark_row, driver_row)

@@ -112,3 +112,78 @@ def test_random_weights_built_once_are_read_back_without_keras(tmp_path):
     third = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                            timeout=300, check=True).stdout.split()
     assert third == first
+
+
+OFFLINE_RESOLVE = """
+import json, sys
+from fruits.engines import weights
+weights.IMAGENET_BASE_URL = sys.argv[1]
+try:
+    resolved = weights.resolve_weights(None, allow_random=sys.argv[2] == "demo")
+    outcome = {"random": resolved.is_random, "source": resolved.source}
+except weights.MissingWeightsError as exc:
+    outcome = {"error": str(exc)}
+print(json.dumps({**outcome, "keras_imported": "keras" in sys.modules}))
+"""
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound, never listening: a connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_offline_the_demo_falls_back_to_random_without_importing_keras(monkeypatch, tmp_path):
+    """No 'imagenet' file in Keras' cache and no network: refused at once, no 6-second Keras import."""
+    import json
+    import subprocess
+    import sys
+
+    resolve_weights("random", allow_random=False)  # the random arrays are in the cache, as after one run
+    monkeypatch.delenv("FRUITS_WEIGHTS", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    port = _closed_port()
+    outcomes = {}
+    for who in ("demo", "run"):
+        done = subprocess.run([sys.executable, "-c", OFFLINE_RESOLVE, f"http://127.0.0.1:{port}/weights/", who],
+                              capture_output=True, text=True, timeout=120, check=True)
+        outcomes[who] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcomes["demo"] == {"random": True, "source": "random (seed 0)", "keras_imported": False}
+    assert not outcomes["run"]["keras_imported"]
+    assert f"could not be downloaded from http://127.0.0.1:{port}/weights/mobilenet_v2_weights" in outcomes["run"]["error"]
+    assert "FRUITS_WEIGHTS" in outcomes["run"]["error"]
+    assert not (tmp_path / "keras").exists() or not any((tmp_path / "keras").rglob("*.h5")), "no partial file left"
+
+
+@pytest.mark.slow
+def test_imagenet_is_downloaded_where_keras_keeps_it_then_read_from_there(real_weights, monkeypatch, tmp_path):
+    """Served by a server on 127.0.0.1 in place of Keras' host: downloaded once into Keras' cache, then read."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(real_weights, served / weights_module.imagenet_file_name(224))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setattr(weights_module, "IMAGENET_BASE_URL", f"http://127.0.0.1:{server.server_port}/")
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+        monkeypatch.delenv("FRUITS_WEIGHTS", raising=False)
+        resolved = resolve_weights(None, allow_random=False)
+        cached = tmp_path / "keras" / "models" / weights_module.imagenet_file_name(224)
+        assert cached.read_bytes() == real_weights.read_bytes()
+        assert (resolved.source, resolved.is_random) == ("imagenet", False)
+        assert resolved.sha256 == resolve_weights(str(real_weights), allow_random=False).sha256
+        server.shutdown()  # from now on only the cache can answer
+        assert resolve_weights("imagenet", allow_random=False).sha256 == resolved.sha256
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

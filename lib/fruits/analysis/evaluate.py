@@ -14,6 +14,11 @@ images. They come from one decomposition, not from a Spark ML ``PCA(k).fit`` per
 (a pass over the data and a JVM SVD each: about 400 s of a 601 s run on the full
 Test split): the run's own components when the scored images are the run's images,
 otherwise one pass over the scored images (:func:`fruits.analysis.pca.decompose`).
+
+Where the fits run: a small evaluation (the demo's 120 training images, a slice) is
+collected to the driver once and fitted there with NumPy, Spark ML's objective without
+one Spark job per L-BFGS iteration (:mod:`fruits.analysis.logistic`; the demo's
+evaluation 28.5 s -> see docs/performance.md). A large one stays in Spark ML.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from fruits.analysis import logistic
 from fruits.analysis.pca import PCA_VECTOR_COL, VECTOR_COL, decompose, pca_model, with_vectors
 from fruits.featurize.shapes import FEATURE_DIM
 
@@ -34,6 +40,11 @@ LABEL_INDEX = "label_index"
 #: Classifier fits run at once (:func:`_run_concurrently`): enough to fill the gaps between one
 #: fit's small jobs; few, since each fit of a large training set caches its own projected rows.
 CONCURRENT_FITS = 3
+
+#: Training plus scored rows times 1280 up to which every fit runs on the driver (8 M
+#: float64 values, 64 MB: 6,250 images). Above it a fit's passes over the rows belong on
+#: the executors, and Spark ML fits them.
+DRIVER_FIT_MAX_VALUES = 8_000_000
 
 
 @dataclasses.dataclass
@@ -115,6 +126,11 @@ def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components:
              seed: int = 0, k_sweep: tuple[int, ...] = K_SWEEP) -> Evaluation:
     """Fit and score the classifier for the run's PCA, then for each k of the sweep and for 1280.
 
+    When the training and scored rows' features fit in :data:`DRIVER_FIT_MAX_VALUES`, they
+    are collected once and every fit runs on the driver (:mod:`fruits.analysis.logistic`:
+    Spark ML's objective, without a Spark job per L-BFGS iteration); above it, Spark ML
+    fits them, several at once.
+
     Parameters
     ----------
     train_df, test_df : pyspark.sql.DataFrame
@@ -130,7 +146,6 @@ def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components:
         the scored images. Either way each k gets what ``PCA(k).fit`` on the scored images
         gives, up to sign.
     """
-    from pyspark.ml.feature import StringIndexer
     from pyspark.sql import functions as F
 
     train_labels = {r.label for r in train_df.select("label").distinct().collect()}
@@ -138,49 +153,82 @@ def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components:
     common = sorted(train_labels & test_labels)
     if len(common) < 2:
         raise ValueError(f"evaluation needs at least 2 classes in both sets, found {len(common)} in common")
-    indexer = StringIndexer(inputCol="label", outputCol=LABEL_INDEX, stringOrderType="alphabetAsc")
-    indexer = indexer.fit(train_df.where(F.col("label").isin(common)))
-    labels = list(indexer.labels)
-
-    def prepared(frame):
-        return with_vectors(indexer.transform(frame.where(F.col("label").isin(common)))).cache()
-
-    train, test = prepared(train_df), prepared(test_df)
+    train, test = (frame.where(F.col("label").isin(common)) for frame in (train_df, test_df))
+    train_count, test_count = train.count(), test.count()
     run_k = run_model.getK()
     cumulative = np.cumsum(spectrum)
     ks = [k for k in sorted(set(k_sweep) - {run_k}) if k < FEATURE_DIM]
     test_only = sorted(test_labels - train_labels)
+    bases = {run_k: (run_model.pc.toArray(), run_model.explainedVariance.toArray())}  # k: (components, ratios)
     if ks:
         sweep_spectrum, sweep_components = (
             (np.asarray(spectrum), components) if components is not None and not test_only
-            else decompose(test))
-    fits = {run_k: lambda: _fit_and_score(run_model.transform(train), run_model.transform(test),
-                                          PCA_VECTOR_COL, labels, seed)}
-    for k in ks:
-        model = pca_model(train_df.sparkSession, sweep_components[:, :k], sweep_spectrum[:k], k=k)
-        fits[k] = (lambda model=model: _fit_and_score(model.transform(train), model.transform(test),
-                                                      PCA_VECTOR_COL, labels, seed))
-    fits[FEATURE_DIM] = lambda: _fit_and_score(train, test, VECTOR_COL, labels, seed)
-    fitted = _run_concurrently(fits)
-    classifier, main = fitted[run_k]
+            else decompose(with_vectors(test)))
+        bases.update({k: (sweep_components[:, :k], sweep_spectrum[:k]) for k in ks})
+    bases[FEATURE_DIM] = None  # the features themselves
+    on_driver = (train_count + test_count) * FEATURE_DIM <= DRIVER_FIT_MAX_VALUES
+    fit = _fit_on_driver if on_driver else _fit_in_spark
+    classifier, fitted, labels = fit(train, test, bases, run_model, common=common, seed=seed)
     sweep = [{"k": k, "cumulative_variance": 1.0 if k == FEATURE_DIM else float(cumulative[k - 1]),
               "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
-             for k, (_, result) in fitted.items()]
+             for k, result in fitted.items()]
     counts = test_df.groupBy("label").count().toPandas().set_index("label")["count"]
     metrics = {
-        **main,
+        **fitted[run_k],
         "k": run_k,
-        "train_images": train.count(),
-        "test_images_scored": test.count(),
+        "train_images": train_count,
+        "test_images_scored": test_count,
         "classes_scored": len(common),
         "train_only_classes": sorted(train_labels - test_labels),
         "test_only_classes": test_only,
         "test_images_not_scored": int(counts.reindex(test_only).fillna(0).sum()),
         "sweep": sorted(sweep, key=lambda row: row["k"]),
     }
+    return Evaluation(metrics=metrics, classifier=classifier, labels=labels)
+
+
+def _fit_on_driver(train, test, bases: dict, run_model, *, common: list[str], seed: int):
+    """Every fit with NumPy on rows collected once; the run's k as a Spark ML model to save."""
+    x_train, y_train = _collect(train, common)
+    x_test, y_test = _collect(test, common)
+    fitted, results = {}, {}
+    for k, basis in bases.items():
+        project = (lambda x: x) if basis is None else (lambda x, components=basis[0]: x @ components)
+        fitted[k] = logistic.fit_multinomial(project(x_train), y_train, len(common))
+        results[k] = scores(y_test, fitted[k].predict(project(x_test)), common)
+    classifier = logistic.spark_model(train.sparkSession, fitted[run_model.getK()],
+                                      features_col=PCA_VECTOR_COL, label_col=LABEL_INDEX)
+    return classifier, results, list(common)
+
+
+def _collect(frame, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features (rows x 1280, float64) and class indices (the position in ``labels``) of ``frame``."""
+    rows = frame.select("label", "features").toPandas()
+    index = {label: position for position, label in enumerate(labels)}
+    features = np.stack(rows["features"].to_numpy()).astype(np.float64) if len(rows) else np.empty((0, FEATURE_DIM))
+    return features, rows["label"].map(index).to_numpy(dtype=np.int64)
+
+
+def _fit_in_spark(train, test, bases: dict, run_model, *, common: list[str], seed: int):
+    """Every fit by Spark ML, :data:`CONCURRENT_FITS` at once, on rows cached in the executors."""
+    from pyspark.ml.feature import StringIndexer
+
+    indexer = StringIndexer(inputCol="label", outputCol=LABEL_INDEX, stringOrderType="alphabetAsc").fit(train)
+    labels = list(indexer.labels)
+    train, test = (with_vectors(indexer.transform(frame)).cache() for frame in (train, test))
+    run_k = run_model.getK()
+    fits = {}
+    for k, basis in bases.items():
+        if basis is None:
+            fits[k] = lambda: _fit_and_score(train, test, VECTOR_COL, labels, seed)
+        else:
+            model = run_model if k == run_k else pca_model(train.sparkSession, *basis, k=k)
+            fits[k] = (lambda model=model: _fit_and_score(model.transform(train), model.transform(test),
+                                                          PCA_VECTOR_COL, labels, seed))
+    fitted = _run_concurrently(fits)
     train.unpersist()
     test.unpersist()
-    return Evaluation(metrics=metrics, classifier=classifier, labels=labels)
+    return fitted[run_k][0], {k: result for k, (_, result) in fitted.items()}, labels
 
 
 def sweep_frame(metrics: dict) -> pd.DataFrame:

@@ -6,7 +6,8 @@
 raise :class:`MissingWeightsError` and read remote files through :func:`local_copy`.
 
 Order of :func:`resolve_weights`: the ``weights`` parameter, then ``FRUITS_WEIGHTS``,
-then Keras' own cache or download (``"imagenet"``). Only the demo may fall back to random weights, and it
+then ``"imagenet"``: Keras' own cache file, downloaded from where Keras downloads it when
+absent (without importing Keras). Only the demo may fall back to random weights, and it
 says so loudly; any other run stops with a message naming both settings.
 
 The arrays found here are what every worker receives (broadcast from the driver),
@@ -202,16 +203,60 @@ def local_copy(path: str, origin: str, env: str = config.WEIGHTS_ENV) -> tuple[s
     return local.name, True
 
 
+#: Where Keras downloads MobileNetV2's ImageNet weights from (``keras.applications.mobilenet_v2``).
+IMAGENET_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+#: Input sizes Keras has ImageNet weights for; any other size gets the 224 ones (as Keras does).
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+#: Bound on the download (a 9 MB file); an unreachable host fails at once.
+IMAGENET_DOWNLOAD_SECONDS = 120
+
+
+def imagenet_file_name(input_size: int) -> str:
+    """The file Keras keeps for ``MobileNetV2(alpha=1.0, include_top=False, weights="imagenet")``.
+
+    >>> imagenet_file_name(224), imagenet_file_name(300) == imagenet_file_name(224)
+    ('mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5', True)
+    """
+    rows = input_size if input_size in IMAGENET_SIZES else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+
+
 def _keras_imagenet(input_size: int) -> ResolvedWeights:
-    try:
-        model = build_keras_backbone(IMAGENET, input_size=input_size)
-    except Exception as exc:  # no cache and no network: Keras raises various errors
-        raise MissingWeightsError(
-            f"Keras could not find 'imagenet' weights in {config.keras_cache_dir()} "
-            f"nor download them ({type(exc).__name__}: {exc})"
-        ) from exc
-    arrays = tuple(model.get_weights())
-    return ResolvedWeights(source=IMAGENET, is_random=False, sha256=fingerprint(arrays), arrays=arrays)
+    """``"imagenet"``: the file in Keras' own cache, downloaded there first if absent, as Keras would.
+
+    Asking Keras for them imported it (about 6 s on 2 cores) on every run, even when the
+    arrays were cached or the machine was offline and the demo was going to fall back to
+    random weights. The same file at the same place, read like any weights file.
+    """
+    name = imagenet_file_name(input_size)
+    path = config.keras_cache_dir() / name
+    if not path.is_file():
+        url = IMAGENET_BASE_URL + name
+        try:
+            _download(url, path)
+        except OSError as exc:  # URLError, timeouts, a full disk
+            raise MissingWeightsError(
+                f"'imagenet' weights are not in Keras' cache ({config.keras_cache_dir()}) "
+                f"and could not be downloaded from {url} ({type(exc).__name__}: {exc})"
+            ) from exc
+    resolved = _from_file(str(path), input_size=input_size, origin="Keras' cache")
+    return dataclasses.replace(resolved, source=IMAGENET)
+
+
+def _download(url: str, path) -> None:
+    """``url`` into ``path`` through a temporary file beside it: a broken download leaves nothing."""
+    import urllib.request
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=IMAGENET_DOWNLOAD_SECONDS) as response, \
+            tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as partial:
+        try:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                partial.write(block)
+        except BaseException:
+            os.unlink(partial.name)
+            raise
+    os.replace(partial.name, path)
 
 
 def _random(seed: int, input_size: int) -> ResolvedWeights:
