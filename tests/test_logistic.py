@@ -30,6 +30,22 @@ def test_separable_rows_are_told_apart_and_the_intercepts_are_centred():
     np.testing.assert_allclose(fit.coefficients.sum(axis=0), 0, atol=1e-8)  # the L2 optimum is centred
 
 
+def test_lbfgs_for_many_parameters_reaches_the_newton_optimum(monkeypatch):
+    """Above NEWTON_MAX_PARAMETERS the fit takes L-BFGS steps: same optimum on an overlapping problem."""
+    from fruits.analysis import logistic
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    x = rng.standard_normal((300, 5)) * [1, 2, 0.5, 3, 1] + np.eye(3, 5)[y] * 1.5
+    newton = fit_multinomial(x, y, 3)
+    monkeypatch.setattr(logistic, "NEWTON_MAX_PARAMETERS", 0)
+    lbfgs = fit_multinomial(x, y, 3)
+    assert newton.converged and lbfgs.converged and newton.iterations < lbfgs.iterations
+    assert spark_objective(x, y, lbfgs.coefficients, lbfgs.intercepts) == pytest.approx(
+        spark_objective(x, y, newton.coefficients, newton.intercepts), rel=1e-10)
+    np.testing.assert_allclose(lbfgs.coefficients, newton.coefficients, rtol=0, atol=1e-5)
+
+
 def test_bad_input_is_refused_by_name():
     with pytest.raises(ValueError, match="labels must lie in"):
         fit_multinomial(np.ones((3, 2)), np.array([0, 1, 2]), 2)
@@ -77,8 +93,10 @@ def test_the_driver_fit_reaches_spark_mls_optimum(spark, labelled):
 
     converged = spark_fit(maxIter=3000, tol=1e-12)
     reference = converged.coefficientMatrix.toArray()
+    # Newton's steps reach the optimum to rounding: no higher than Spark run to convergence.
     assert spark_objective(x, y, ours.coefficients, ours.intercepts) == pytest.approx(
-        converged.summary.objectiveHistory[-1], rel=1e-7)
+        converged.summary.objectiveHistory[-1], rel=1e-9)
+    assert spark_objective(x, y, ours.coefficients, ours.intercepts) <= converged.summary.objectiveHistory[-1] + 1e-15
     assert np.abs(ours.coefficients - reference).max() <= 1e-3 * np.abs(reference).max()
     predicted = np.array([row.prediction for row in converged.transform(test).select("prediction").collect()])
     assert ours.predict(x_test).tolist() == predicted.tolist()

@@ -229,16 +229,20 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
     # Task numbers from the JVM, the tasks themselves in the lister's closure: no Python RDD
     # (whose rows a second Python worker per task would pickle), no rows sent from the driver.
     work = spark.range(0, len(tasks), 1, numPartitions=slices)
-    spark.sparkContext.setJobDescription(f"fruits: list {source.root}")
-    lister = _folder_lister(source, tasks)
+    context = spark.sparkContext
+    caller = context.getLocalProperty("spark.job.description")  # the step's, put back after the listing
+    context.setJobDescription(f"fruits: list {source.root}")
     try:
-        work.mapInPandas(lister, LISTING_SCHEMA).write.mode("overwrite").parquet(location)
-    except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
-        raise InputError(f"input_path {source.root!r} cannot be listed: {_first_line(exc)}") from exc
-    frame = spark.read.schema(LISTING_SCHEMA).parquet(location)  # known: no job to read it from a footer
-    by_label = (frame.groupBy("label").agg(F.count(F.lit(1)).alias("files"),
-                                           F.count(F.when(F.col("reason").isNull(), 1)).alias("images"))
-                .collect())
+        try:
+            work.mapInPandas(_folder_lister(source, tasks), LISTING_SCHEMA).write.mode("overwrite").parquet(location)
+        except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
+            raise InputError(f"input_path {source.root!r} cannot be listed: {_first_line(exc)}") from exc
+        frame = spark.read.schema(LISTING_SCHEMA).parquet(location)  # known: no job to read it from a footer
+        by_label = (frame.groupBy("label").agg(F.count(F.lit(1)).alias("files"),
+                                               F.count(F.when(F.col("reason").isNull(), 1)).alias("images"))
+                    .collect())
+    finally:
+        context.setJobDescription(caller)
     total = sum(row.files for row in by_label)
     classes = dict(sorted((row.label, row.images) for row in by_label if row.images))
     listing = Listing(root=source.root, location=location, frame=frame, total=total, classes=classes)
