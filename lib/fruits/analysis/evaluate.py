@@ -126,10 +126,11 @@ def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components:
              seed: int = 0, k_sweep: tuple[int, ...] = K_SWEEP) -> Evaluation:
     """Fit and score the classifier for the run's PCA, then for each k of the sweep and for 1280.
 
-    When the training and scored rows' features fit in :data:`DRIVER_FIT_MAX_VALUES`, they
-    are collected once and every fit runs on the driver (:mod:`fruits.analysis.logistic`:
-    Spark ML's objective, without a Spark job per L-BFGS iteration); above it, Spark ML
-    fits them, several at once.
+    When the training and scored rows' features fit in :data:`DRIVER_FIT_MAX_VALUES` and
+    every fit is small enough for Newton steps (classes x (training rows + 1) up to
+    :data:`fruits.analysis.logistic.NEWTON_MAX_PARAMETERS`), they are collected once and
+    every fit runs on the driver (:mod:`fruits.analysis.logistic`: Spark ML's objective,
+    without a Spark job per L-BFGS iteration); otherwise Spark ML fits them, several at once.
 
     Parameters
     ----------
@@ -166,7 +167,10 @@ def evaluate(train_df, test_df, run_model, *, spectrum: list[float], components:
             else decompose(with_vectors(test)))
         bases.update({k: (sweep_components[:, :k], sweep_spectrum[:k]) for k in ks})
     bases[FEATURE_DIM] = None  # the features themselves
-    on_driver = (train_count + test_count) * FEATURE_DIM <= DRIVER_FIT_MAX_VALUES
+    # On the driver only where every fit takes Newton steps: L-BFGS on the driver would run up
+    # to 2,000 passes over the rows where Spark ML stops at 200, spread over the executors.
+    on_driver = ((train_count + test_count) * FEATURE_DIM <= DRIVER_FIT_MAX_VALUES
+                 and logistic.newton_applies(train_count, FEATURE_DIM, len(common)))
     fit = _fit_on_driver if on_driver else _fit_in_spark
     classifier, fitted, labels = fit(train, test, bases, run_model, common=common, seed=seed)
     sweep = [{"k": k, "cumulative_variance": 1.0 if k == FEATURE_DIM else float(cumulative[k - 1]),

@@ -42,6 +42,15 @@ DRIVER_MAX_ITER = 2000
 NEWTON_MAX_PARAMETERS = 2000
 
 
+def newton_applies(rows: int, features: int, classes: int) -> bool:
+    """Whether a fit of ``rows`` x ``features`` in ``classes`` takes Newton steps (see :data:`NEWTON_MAX_PARAMETERS`).
+
+    >>> newton_applies(120, 1280, 6), newton_applies(4000, 1280, 131)
+    (True, False)
+    """
+    return classes * (min(rows, features) + 1) - 1 <= NEWTON_MAX_PARAMETERS
+
+
 @dataclasses.dataclass
 class Fitted:
     """Coefficients and intercepts in the features' own units, and how the fit ended."""
@@ -103,7 +112,7 @@ def fit_multinomial(x: np.ndarray, y: np.ndarray, num_classes: int, *, reg_param
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     start_bias = np.log(np.maximum(counts, 0.5) / rows)
     theta0 = np.concatenate([np.zeros(num_classes * scaled.shape[1]), start_bias - start_bias[-1]])[:-1]
-    if theta0.size <= NEWTON_MAX_PARAMETERS:
+    if newton_applies(rows, scaled.shape[1], num_classes):
         theta, iterations, converged = _newton(problem, theta0, max_iter=100)
     else:
         theta, iterations, converged = _lbfgs(problem.loss_and_gradient, theta0, max_iter=max_iter)
