@@ -236,10 +236,13 @@ def cached_int8(weights_sha256: str, fp32_graph: Callable[[], bytes], calibratio
     return graph, calibration
 
 
-def quantize(fp32_graph: bytes, pixels: np.ndarray, *, float_convs: int = FLOAT_CONVS) -> bytes:
+def quantize(fp32_graph: bytes, pixels: np.ndarray, *, float_convs: int = FLOAT_CONVS,
+             reduce_range: bool = True) -> bytes:
     """Quantize ``fp32_graph`` statically on ``pixels`` (uint8, ``(n, size, size, 3)``).
 
     Deterministic: the same graph and pixels in the same order give the same bytes.
+    ``reduce_range=False`` (full 8-bit weights) is for comparing the two
+    (``bench/int8_bits.py``); the engine always uses 7-bit weights (see the module).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -260,7 +263,7 @@ def quantize(fp32_graph: bytes, pixels: np.ndarray, *, float_convs: int = FLOAT_
             nodes_to_exclude=_float_nodes(model, float_convs),
             # 7-bit weights: x86 CPUs without VNNI (AVX2 only: AMD EPYC here, Skylake m5 nodes)
             # multiply uint8 x int8 pairs into saturating int16 sums, which full-range weights overflow.
-            reduce_range=True,
+            reduce_range=reduce_range,
         )
         quantized = onnx.load(target)
     _correct_biases(model, quantized, pixels)
