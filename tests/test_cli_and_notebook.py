@@ -12,6 +12,7 @@ import pytest
 from fruits.run.demo_data import CLASSES, DEMO_PER_CLASS
 from fruits.storage.layout import current_run
 from tests.conftest import copy_slice
+from tests.test_report_browser import browser, check_report  # noqa: F401  (fixture: headless Chromium)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,16 +53,27 @@ def _assert_report(report: Path, *, figures: int):
     return html
 
 
-@pytest.mark.spark
-def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """``make demo``'s command (random weights, k=10, the demo's images in a scratch folder), run once.
+
+    Two tests read it: what it writes and says on the console, and its report in Chromium
+    (a demo run is about 45 s of two busy cores; the suite ran it twice).
+    """
+    scratch = tmp_path_factory.mktemp("demo")
+    out = scratch / "out"
     result = fruits(
         "run", "--output", str(out), "-p", "weights", "random", "-p", "k", "10",
-        env_extra={"FRUITS_DEMO_DATA": str(tmp_path / "demo")},
+        env_extra={"FRUITS_DEMO_DATA": str(scratch / "demo")},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result, Path(current_run(str(out)))
+
+
+@pytest.mark.spark
+def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(demo_run):
+    result, run = demo_run
     assert "[featurize] finished" in result.stderr, "progress must reach the console"
-    run = Path(current_run(str(out)))
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["demo"] is True and manifest["weights"]["random"] is True
     assert manifest["counts"]["featurized"] == len(CLASSES) * DEMO_PER_CLASS and manifest["k"] == 10
@@ -72,6 +84,18 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(tmp
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
     assert "RANDOM weights: these scores say" in html
     assert html.index("SYNTHETIC DEMO DATA") < html.index('src="data:image/png')
+
+
+@pytest.mark.spark
+def test_demo_report_offline_in_chromium(browser, demo_run, tmp_path):
+    """``make demo``'s report: synthetic data said first, every section shown, the evaluation included."""
+    _, run = demo_run
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["evaluation"]["classes_scored"] == 6, "the demo evaluates on its synthetic training split"
+    assert manifest["evaluation"]["train_path"].endswith("demo-training")
+    met = check_report(browser, run / "report.html", tmp_path)
+    assert met["text"].index("SYNTHETIC DEMO DATA") < met["text"].index("Images per class")
+    assert "RANDOM weights" in met["text"] and "Synthetic" in met["hovered"]["alt"]
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """The HTML report as a reviewer opens it: offline, every figure described, in a real browser.
 
-The browser tests open a demo run's and a real-data run's ``report.html`` in headless
+The browser tests open a real-data run's ``report.html`` (and, in
+``tests/test_cli_and_notebook.py`` with this file's fixture, the demo run that file's
+tests share) in headless
 Chromium from Debian's packages (``make browser``, a prerequisite of ``make test``),
 driven by Playwright from PyPI through ``executable_path`` (Playwright's own browser
 download is never used). Every request that is not the file itself is aborted and
@@ -338,21 +340,6 @@ def check_report(browser, report: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.spark
-def test_demo_report_offline_in_chromium(browser, tmp_path):
-    """``make demo``'s report: synthetic data said first, every section shown, the evaluation included."""
-    out = tmp_path / "demo"
-    result = fruits("run", "--output", str(out), "-p", "weights", "random", "-p", "k", "10", "--quiet",
-                    env_extra={"FRUITS_DEMO_DATA": str(tmp_path / "demo-images")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = Path(current_run(str(out)))
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["evaluation"]["classes_scored"] == 6, "the demo evaluates on its synthetic training split"
-    assert manifest["evaluation"]["train_path"].endswith("demo-images-training")
-    met = check_report(browser, run / "report.html", tmp_path)
-    assert met["text"].index("SYNTHETIC DEMO DATA") < met["text"].index("Images per class")
-    assert "RANDOM weights" in met["text"] and "Synthetic" in met["hovered"]["alt"]
-
-
 @pytest.mark.slow
 def test_real_report_offline_in_chromium(browser, real_images, real_weights, tmp_path):
     """3 Fruits-360 classes x 8 images, scored by a classifier fitted on 8 training images each."""
