@@ -193,19 +193,12 @@ def _newton(problem: _Problem, theta: np.ndarray, *, max_iter: int) -> tuple[np.
             direction = -np.linalg.solve(problem.hessian(theta), gradient)
         except np.linalg.LinAlgError:
             direction = -gradient
-        slope = float(gradient @ direction)
-        if slope >= 0:
-            direction, slope = -gradient, -float(gradient @ gradient)
-        step = 1.0
-        for _ in range(60):
-            candidate = theta + step * direction
-            new_loss, new_gradient = problem.loss_and_gradient(candidate)
-            if new_loss <= loss + 1e-4 * step * slope:
-                break
-            step *= 0.5
-        else:  # no step lowers the loss: the optimum within rounding
+        if float(gradient @ direction) >= 0:  # not a descent direction (rounding): steepest descent
+            direction = -gradient
+        accepted = _backtrack(problem.loss_and_gradient, theta, loss, gradient, direction, step=1.0)
+        if accepted is None:  # no step lowers the loss: the optimum within rounding
             return theta, iteration - 1, True
-        theta, loss, gradient = candidate, new_loss, new_gradient
+        theta, loss, gradient = accepted
     return theta, max_iter, bool(np.abs(gradient).max() <= stop)
 
 
@@ -225,19 +218,14 @@ def _lbfgs(function, theta: np.ndarray, *, max_iter: int, memory: int = 10,
         if np.linalg.norm(gradient) <= stop:
             return theta, iteration - 1, True
         direction = _two_loop(gradient, steps)
-        slope = float(gradient @ direction)
-        if slope >= 0:  # not a descent direction (rounding): restart from steepest descent
+        if float(gradient @ direction) >= 0:  # not a descent direction (rounding): restart from steepest descent
             steps.clear()
-            direction, slope = -gradient, -float(gradient @ gradient)
+            direction = -gradient
         step = 1.0 if steps else min(1.0, 1.0 / max(1e-12, float(np.linalg.norm(gradient))))
-        for _ in range(60):
-            candidate = theta + step * direction
-            new_loss, new_gradient = function(candidate)
-            if new_loss <= loss + 1e-4 * step * slope:
-                break
-            step *= 0.5
-        else:  # no step lowers the loss: as close to the optimum as float64 allows
+        accepted = _backtrack(function, theta, loss, gradient, direction, step=step)
+        if accepted is None:  # no step lowers the loss: as close to the optimum as float64 allows
             return theta, iteration - 1, True
+        candidate, new_loss, new_gradient = accepted
         s, y = candidate - theta, new_gradient - gradient
         curvature = float(s @ y)
         if curvature > 1e-12 * float(np.linalg.norm(s)) * float(np.linalg.norm(y)):
@@ -249,6 +237,21 @@ def _lbfgs(function, theta: np.ndarray, *, max_iter: int, memory: int = 10,
         if unchanged:
             return theta, iteration, True
     return theta, max_iter, bool(np.linalg.norm(gradient) <= stop)
+
+
+def _backtrack(function, theta: np.ndarray, loss: float, gradient: np.ndarray, direction: np.ndarray, *,
+               step: float, halvings: int = 60) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Armijo's backtracking line search shared by both methods: the first ``step`` (halved
+    up to ``halvings`` times) that lowers the loss by 1e-4 of the slope's promise; its point,
+    loss and gradient, or ``None`` when none does."""
+    slope = float(gradient @ direction)
+    for _ in range(halvings):
+        candidate = theta + step * direction
+        new_loss, new_gradient = function(candidate)
+        if new_loss <= loss + 1e-4 * step * slope:
+            return candidate, new_loss, new_gradient
+        step *= 0.5
+    return None
 
 
 def _two_loop(gradient: np.ndarray, steps: list) -> np.ndarray:

@@ -128,7 +128,7 @@ def featurize_and_split(images_df, engine: PreparedEngine, *, skipped, raw_path:
 
     featurize(images_df, engine, batch_size=batch_size, threads_per_task=threads_per_task,
               partitions=None).write.options(**FEATURES_PARQUET_OPTIONS).mode("overwrite").parquet(raw_path)
-    raw = images_df.sparkSession.read.schema(MAPPED_SCHEMA).parquet(raw_path)
+    raw = read_written(images_df.sparkSession, raw_path, MAPPED_SCHEMA)
     return Outcome(
         features=raw.where(F.col("error").isNull()).select("path", "label", "features"),
         rejected=skipped.select("path", "reason").unionByName(
