@@ -67,10 +67,10 @@ def test_hours_and_usd_on_a_hand_checked_example(tmp_path):
     measurement = cost.read_measurement(write_measurement(tmp_path / "m.json"), "default")
     prices = cost.load_prices(write_prices(tmp_path / "p.json"))
     assert measurement.per_vcpu == 360
-    found = cost.estimate(request(), [15_552_000], measurement=measurement, prices=prices)
+    found = cost.estimate(request(), [15_552_000], measurements=[measurement], prices=prices)
     assert (found.worker_vcpus, found.worker_cores) == (12, 6)
     row = found.rows[0]
-    assert row.hours_per_vcpu == pytest.approx(1.0) and row.hours_per_core == pytest.approx(2.0)
+    assert row.hours_low == pytest.approx(1.0) and row.hours_high == pytest.approx(2.0)
     assert row.usd_per_hour_on_demand == pytest.approx(6.0)
     assert row.usd_per_hour_spot_task == pytest.approx(5.25)
     text = cost.render(found)
@@ -83,32 +83,63 @@ def test_hours_and_usd_on_a_hand_checked_example(tmp_path):
 def test_an_unknown_emr_price_is_left_out_and_said_so(tmp_path):
     measurement = cost.read_measurement(write_measurement(tmp_path / "m.json"), "default")
     prices = cost.load_prices(write_prices(tmp_path / "p.json", emr_usd_per_hour=None))
-    found = cost.estimate(request(), [15_552_000], measurement=measurement, prices=prices)
+    found = cost.estimate(request(), [15_552_000], measurements=[measurement], prices=prices)
     assert found.rows[0].usd_per_hour_on_demand == pytest.approx(4.0)
     text = cost.render(found)
     assert "USD, EC2 only, task on-demand" in text and "NOT included" in text
     assert "| 15,552,000 | 1.00 h - 2.00 h | 4.00 - 8.00 | 3.25 - 6.50 |" in text
 
 
-def test_the_rate_comes_from_the_recorded_run():
-    recorded = json.loads((ROOT / cost.MEASUREMENT[0]).read_text())["results"][cost.MEASUREMENT[1]]
-    measurement = cost.read_measurement()
-    assert measurement.path == cost.MEASUREMENT[0]
-    assert measurement.engine == recorded["engine"]
-    assert measurement.images == recorded["featurized"]
-    assert measurement.per_vcpu == pytest.approx(recorded["featurized"] / recorded["stages"]["total"] / 2)
-    committed = subprocess.run(["git", "log", "-1", "--format=%h", "--", cost.MEASUREMENT[0]], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-    if committed:  # a git checkout: the output names the commit that recorded the figures
-        assert measurement.commit == committed
+def test_the_rates_come_from_the_recorded_runs():
+    measurements = cost.read_measurements()
+    assert [m.path for m in measurements] == [path for path, _ in cost.MEASUREMENTS]
+    for (path, result), measurement in zip(cost.MEASUREMENTS, measurements):
+        data = json.loads((ROOT / path).read_text())
+        recorded = data["results"][result]
+        assert measurement.engine == recorded["engine"]
+        assert measurement.images == recorded["featurized"]
+        assert measurement.per_vcpu == pytest.approx(recorded["featurized"] / recorded["stages"]["total"]
+                                                     / data["cores"])
+        assert measurement.cpu == data.get("cpu", "CPU not recorded")
+        committed = subprocess.run(["git", "log", "-1", "--format=%h", "--", path], cwd=ROOT,
+                                   capture_output=True, text=True).stdout.strip()
+        if committed:  # a git checkout: the output names the commit that recorded the figures
+            assert measurement.commit == committed
+    # The hosts measured are not alike: the range must span them, not pick one.
+    assert max(m.per_vcpu for m in measurements) > 2 * min(m.per_vcpu for m in measurements)
+
+
+def test_the_range_runs_from_the_fastest_host_per_vcpu_to_the_slowest_per_physical_core(tmp_path):
+    # 360 and 90 images/s per vCPU; the default cluster's workers have 12 vCPUs, 6 physical cores.
+    fast = cost.read_measurement(write_measurement(tmp_path / "fast.json", total=10.0))
+    slow = cost.read_measurement(write_measurement(tmp_path / "slow.json", total=40.0))
+    prices = cost.load_prices(write_prices(tmp_path / "p.json"))
+    for order in ([fast, slow], [slow, fast]):
+        found = cost.estimate(request(), [15_552_000], measurements=order, prices=prices)
+        assert (found.fastest, found.slowest) == (fast, slow)
+        assert found.rows[0].hours_low == pytest.approx(15_552_000 / (360 * 12) / 3600)  # 1 h
+        assert found.rows[0].hours_high == pytest.approx(15_552_000 / (90 * 6) / 3600)  # 8 h
+    text = cost.render(found)
+    assert "| 15,552,000 | 1.00 h - 8.00 h | 6.00 - 48.00 | 5.25 - 42.00 |" in text
+    assert "from 360.0 images/s on each of the 12 vCPUs" in text
+    assert "90.0 images/s on each of the 6 physical cores" in text
+    assert text.count("  rate: ") == 2
+    # Both files given to the command: the same range, each named.
+    result = create_dry_run("--images", "15552000", "--measurement", str(tmp_path / "slow.json"),
+                            "--measurement", str(tmp_path / "fast.json"), "--prices", str(tmp_path / "p.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 15,552,000 | 1.00 h - 8.00 h | 6.00 - 48.00 | 5.25 - 42.00 |" in result.stderr
+    assert str(tmp_path / "slow.json") in result.stderr and str(tmp_path / "fast.json") in result.stderr
+    with pytest.raises(ValueError, match="at least one recorded run"):
+        cost.estimate(request(), [1000], measurements=[], prices=prices)
 
 
 def test_another_recorded_run_changes_the_estimate(tmp_path):
     fast = write_measurement(tmp_path / "fast.json", total=5.0)
     slow = write_measurement(tmp_path / "slow.json", total=10.0)
     prices = cost.load_prices(write_prices(tmp_path / "p.json"))
-    hours = [cost.estimate(request(), [1_000_000], measurement=cost.read_measurement(path), prices=prices)
-             .rows[0].hours_per_vcpu for path in (fast, slow)]
+    hours = [cost.estimate(request(), [1_000_000], measurements=[cost.read_measurement(path)], prices=prices)
+             .rows[0].hours_low for path in (fast, slow)]
     assert hours[1] == pytest.approx(2 * hours[0])
 
 
@@ -143,11 +174,11 @@ def test_an_instance_type_without_prices_or_a_spot_price_is_refused(tmp_path):
     prices = cost.load_prices(write_prices(tmp_path / "p.json", spot_usd_per_hour=None))
     measurement = cost.read_measurement(write_measurement(tmp_path / "m.json"))
     with pytest.raises(ValueError, match="no spot price for m5.xlarge"):
-        cost.estimate(request(), [1000], measurement=measurement, prices=prices)
+        cost.estimate(request(), [1000], measurements=[measurement], prices=prices)
     bigger = request()
     bigger["Instances"]["InstanceGroups"][1]["InstanceType"] = "m5.2xlarge"
     with pytest.raises(ValueError, match="no prices for 'm5.2xlarge'"):
-        cost.estimate(bigger, [1000], measurement=measurement, prices=prices)
+        cost.estimate(bigger, [1000], measurements=[measurement], prices=prices)
 
 
 def test_a_missing_or_garbled_measurement_is_a_clear_error(tmp_path):
@@ -170,24 +201,28 @@ def test_dry_run_prints_the_estimate_on_stderr_and_keeps_stdout_the_request():
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout) == json.loads(plain.stdout)  # what parses the dry run still does
 
-    # The figures, computed here from the files themselves.
-    recorded = json.loads((ROOT / cost.MEASUREMENT[0]).read_text())
-    run = recorded["results"][cost.MEASUREMENT[1]]
-    per_vcpu = run["featurized"] / run["stages"]["total"] / recorded["cores"]
+    # The figures, computed here from the files themselves: the fastest recorded rate on every vCPU,
+    # the slowest on physical cores only (an m5.xlarge: 4 vCPUs, 2 cores).
+    rates = {}
+    for path, result_name in cost.MEASUREMENTS:
+        recorded = json.loads((ROOT / path).read_text())
+        run = recorded["results"][result_name]
+        rates[path] = run["featurized"] / run["stages"]["total"] / recorded["cores"]
+        assert f"{rates[path]:.1f} images/s per vCPU" in result.stderr and path in result.stderr
+        assert f"engine {run['engine']}" in result.stderr
     m5 = json.loads((ROOT / "emr-config" / "prices.json").read_text())["instances"]["m5.xlarge"]
     shape = json.loads((ROOT / "emr-config" / "cluster.json").read_text())["Instances"]["InstanceGroups"]
     instances = sum(g["InstanceCount"] for g in shape)
     vcpus = sum(g["InstanceCount"] * 4 for g in shape if g["InstanceRole"] in ("CORE", "TASK"))
-    hours = 10_000_000 / (per_vcpu * vcpus) / 3600
-    on_demand = instances * m5["on_demand_usd_per_hour"] * hours
-    spot = on_demand - m5["on_demand_usd_per_hour"] * hours + m5["spot_usd_per_hour"] * hours
-    assert f"| 10,000,000 | {hours:.2f} h - {2 * hours:.2f} h | {on_demand:.2f} - {2 * on_demand:.2f} " \
-           f"| {spot:.2f} - {2 * spot:.2f} |" in result.stderr
-    minutes = 1_000_000 / (per_vcpu * vcpus) / 60
-    assert f"| 1,000,000 | {minutes:.0f} min - {2 * minutes:.0f} min |" in result.stderr
+    low = 10_000_000 / (max(rates.values()) * vcpus) / 3600
+    high = 10_000_000 / (min(rates.values()) * vcpus / 2) / 3600
+    on_demand, spot = (instances * m5["on_demand_usd_per_hour"],
+                       (instances - 1) * m5["on_demand_usd_per_hour"] + m5["spot_usd_per_hour"])
+    assert f"| 10,000,000 | {low:.2f} h - {high:.2f} h | {on_demand * low:.2f} - {on_demand * high:.2f} " \
+           f"| {spot * low:.2f} - {spot * high:.2f} |" in result.stderr
+    assert f"| 1,000,000 | {cost.duration(low / 10)} - {cost.duration(high / 10)} |" in result.stderr
     assert "| 2,000,000 |" in result.stderr
-    for named in (cost.MEASUREMENT[0], f"engine {run['engine']}", "emr-config/prices.json",
-                  m5["on_demand_read"], m5["spot_read"], f"{per_vcpu:.1f} images/s per vCPU", "hyper-thread"):
+    for named in ("emr-config/prices.json", m5["on_demand_read"], m5["spot_read"], "hyper-thread"):
         assert named in result.stderr
 
 
@@ -209,21 +244,22 @@ def test_more_task_nodes_in_cluster_json_change_the_estimate(tmp_path):
         return next(line for line in stderr.splitlines() if line.startswith("| 10,000,000 |"))
     assert ten_million(default.stderr) != ten_million(wider.stderr)
     # In hours 12/16 of the default; in USD 5/4 instances for 3/4 of the time.
-    measurement, prices = cost.read_measurement(), cost.load_prices()
+    measurements, prices = cost.read_measurements(), cost.load_prices()
     two_tasks = request()
     two_tasks["Instances"]["InstanceGroups"][2]["InstanceCount"] = 2
-    one, two = (cost.estimate(r, [10_000_000], measurement=measurement, prices=prices).rows[0]
+    one, two = (cost.estimate(r, [10_000_000], measurements=measurements, prices=prices).rows[0]
                 for r in (request(), two_tasks))
-    assert two.hours_per_vcpu == pytest.approx(one.hours_per_vcpu * 12 / 16)
-    assert two.usd(two.hours_per_vcpu, spot_task=False) == pytest.approx(
-        one.usd(one.hours_per_vcpu, spot_task=False) * 5 / 4 * 12 / 16)
+    assert two.hours_low == pytest.approx(one.hours_low * 12 / 16)
+    assert two.hours_high == pytest.approx(one.hours_high * 12 / 16)
+    assert two.usd(two.hours_low, spot_task=False) == pytest.approx(
+        one.usd(one.hours_low, spot_task=False) * 5 / 4 * 12 / 16)
 
 
 def test_a_non_positive_image_count_is_refused():
     result = create_dry_run("--images", "0")
     assert result.returncode == 2 and "--images must be a positive number" in result.stderr
     with pytest.raises(ValueError, match="positive integer"):
-        cost.estimate(request(), [-5], measurement=cost.read_measurement(), prices=cost.load_prices())
+        cost.estimate(request(), [-5], measurements=cost.read_measurements(), prices=cost.load_prices())
 
 
 def test_sizes_always_show_one_and_ten_million():

@@ -5,9 +5,9 @@ Three inputs, each from a file, none a constant here:
 - the cluster's shape: the ``emr.run_job_flow`` request :mod:`fruits.cloud.emr.cluster` builds
   (instance groups, types, counts, ``Market``), so the estimate always prices the cluster that
   would be launched;
-- the rate: a measured run recorded in ``bench/results/`` (by default the full Test split with
-  the default engine, :data:`MEASUREMENT`): images over the pipeline's own seconds (read,
-  featurize, write, PCA), on the vCPUs it ran on;
+- the rate: measured runs recorded in ``bench/results/`` (by default the full Test split with
+  the default engine on the fastest and on the slowest host measured, :data:`MEASUREMENTS`):
+  images over the pipeline's own seconds (read, featurize, write, PCA), on the vCPUs it ran on;
 - the prices: ``emr-config/prices.json`` (region, price per instance-hour, where each figure
   was read and when).
 
@@ -15,10 +15,11 @@ The arithmetic, and its assumptions:
 
 - executors run on the core and task nodes; the primary runs the drivers (Livy), so it adds
   cost but no speed. Throughput = measured images/s per vCPU x the workers' vCPUs.
-- a vCPU of the measurement and a vCPU of the node are assumed equally fast. An m5.xlarge's
-  4 vCPUs are 2 physical cores with 2 hyper-threads each, and two threads of one core share its
-  arithmetic units: for a network that keeps a core busy, the node may do closer to 2 of our
-  vCPUs' work than 4. Both bounds are shown (``per vCPU`` and ``per physical core``).
+- vCPUs are not alike, so every time is a range. The same code ran 2.6x apart per vCPU on two
+  2-vCPU hosts (one with AVX-512 VNNI, one AMD EPYC with AVX2 only), and an m5.xlarge's 4
+  vCPUs are 2 physical cores with 2 hyper-threads each, whose threads share the core's
+  arithmetic units. The optimistic end is the fastest measured rate on every vCPU of the
+  workers, the pessimistic end the slowest measured rate on their physical cores only.
 - every instance is billed for the whole run (EC2 price, plus the EMR price per instance-hour
   when ``prices.json`` has one). Task nodes are shown on-demand and on spot; core and primary
   nodes keep the market the request gives them (on-demand by default, as AWS advises: losing a
@@ -37,9 +38,12 @@ from pathlib import Path
 from fruits import config
 from fruits.cloud.emr.templates import emr_config_dir
 
-#: The recorded run the rate comes from: (file under the checkout, result name in it).
-#: The full Test split (20,622 images) with the default engine, on the final code of session 6.
-MEASUREMENT = ("bench/results/end_to_end/full-10.json", "default")
+#: The recorded runs the rate comes from: (file under the checkout, result name in it). Both the
+#: full Test split (20,622 images) with the default engine, on 2 vCPUs: the fastest host measured
+#: (2026-11-30, session 6's final code, 103.5 images/s per vCPU) and the slowest (an AMD EPYC
+#: with AVX2 only, 2026-12-06). The estimate's range spans them.
+MEASUREMENTS = (("bench/results/end_to_end/full-10.json", "default"),
+                ("bench/results/end_to_end/full-s10.json", "default"))
 
 #: Sizes the estimate always shows, besides the one asked for.
 STANDARD_SIZES = (1_000_000, 10_000_000)
@@ -59,6 +63,7 @@ class Measurement:
     seconds: float
     featurize_seconds: float
     vcpus: int
+    cpu: str
     commit: str
     date: str
 
@@ -131,8 +136,15 @@ def _git(path: Path, *args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def read_measurements(paths: list[str | Path] | None = None) -> list[Measurement]:
+    """The recorded runs at ``paths`` (their ``default`` result), or :data:`MEASUREMENTS`."""
+    if not paths:
+        return [read_measurement(config.project_root() / path, result) for path, result in MEASUREMENTS]
+    return [read_measurement(path) for path in paths]
+
+
 def read_measurement(path: str | Path | None = None, result: str | None = None) -> Measurement:
-    """The recorded run (default :data:`MEASUREMENT`), with the commit and date that recorded it.
+    """One recorded run (default: the first of :data:`MEASUREMENTS`), with the commit and date that recorded it.
 
     Raises
     ------
@@ -140,8 +152,8 @@ def read_measurement(path: str | Path | None = None, result: str | None = None) 
         The file is missing, is not JSON, or lacks the result or its fields.
     """
     if path is None:
-        path, result = config.project_root() / MEASUREMENT[0], result or MEASUREMENT[1]
-    path, result = Path(path), result or MEASUREMENT[1]
+        path, result = config.project_root() / MEASUREMENTS[0][0], result or MEASUREMENTS[0][1]
+    path, result = Path(path), result or "default"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -155,7 +167,7 @@ def read_measurement(path: str | Path | None = None, result: str | None = None) 
         measurement = Measurement(
             path=_shown(str(path)), result=result, engine=str(run["engine"]), images=int(run["featurized"]),
             seconds=float(stages["total"]), featurize_seconds=float(stages["featurize"]), vcpus=int(data["cores"]),
-            commit=_git(path, "--format=%h") or "not committed", date=_git(path, "--format=%cs") or "unknown")
+            cpu=str(data.get("cpu") or "CPU not recorded"), commit=_git(path, "--format=%h") or "not committed", date=_git(path, "--format=%cs") or "unknown")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"measurement {path} has no usable result {result!r} "
                          f"(needs cores, results.{result}.engine, featurized, stages.total, stages.featurize): "
@@ -256,9 +268,11 @@ def hourly_price(groups: list[Group], prices: Prices, *, task_market: str) -> fl
 
 @dataclass(frozen=True)
 class Row:
+    """One size: its time from the optimistic end (``hours_low``) to the pessimistic (``hours_high``)."""
+
     images: int
-    hours_per_vcpu: float
-    hours_per_core: float
+    hours_low: float
+    hours_high: float
     usd_per_hour_on_demand: float
     usd_per_hour_spot_task: float
 
@@ -268,7 +282,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Estimate:
-    measurement: Measurement
+    measurements: list[Measurement]
     prices: Prices
     groups: list[Group]
     worker_vcpus: int
@@ -277,13 +291,30 @@ class Estimate:
     rows: list[Row]
 
     @property
+    def fastest(self) -> Measurement:
+        """The optimistic end's rate: the recorded run with the most images/s per vCPU."""
+        return max(self.measurements, key=lambda m: m.per_vcpu)
+
+    @property
+    def slowest(self) -> Measurement:
+        """The pessimistic end's rate: the recorded run with the fewest images/s per vCPU."""
+        return min(self.measurements, key=lambda m: m.per_vcpu)
+
+    @property
     def has_task(self) -> bool:
         return any(g.role == "TASK" and g.count > 0 for g in self.groups)
 
 
-def estimate(request: dict, images: list[int] | tuple[int, ...], *, measurement: Measurement,
+def estimate(request: dict, images: list[int] | tuple[int, ...], *, measurements: list[Measurement],
              prices: Prices) -> Estimate:
-    """Hours and USD for each size in ``images`` on the cluster ``request`` describes."""
+    """Hours and USD for each size in ``images`` on the cluster ``request`` describes.
+
+    The optimistic end runs at the fastest measurement's rate per vCPU on every vCPU of the core
+    and task nodes; the pessimistic end at the slowest measurement's rate on their physical cores
+    only. With one measurement the two ends differ by the nodes' threads per core.
+    """
+    if not measurements:
+        raise ValueError("the estimate needs at least one recorded run")
     for size in images:
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise ValueError(f"the number of images must be a positive integer, got {size!r}")
@@ -293,12 +324,14 @@ def estimate(request: dict, images: list[int] | tuple[int, ...], *, measurement:
     worker_cores = sum(g.count * prices.instance(g.instance_type).physical_cores for g in workers)
     on_demand = hourly_price(groups, prices, task_market="ON_DEMAND")
     spot = hourly_price(groups, prices, task_market="SPOT") if any(g.role == "TASK" for g in groups) else on_demand
+    fastest = max(m.per_vcpu for m in measurements)
+    slowest = min(m.per_vcpu for m in measurements)
     rows = [Row(images=size,
-                hours_per_vcpu=size / (measurement.per_vcpu * worker_vcpus) / 3600,
-                hours_per_core=size / (measurement.per_vcpu * worker_cores) / 3600,
+                hours_low=size / (fastest * worker_vcpus) / 3600,
+                hours_high=size / (slowest * worker_cores) / 3600,
                 usd_per_hour_on_demand=on_demand, usd_per_hour_spot_task=spot) for size in images]
     idle = request.get("AutoTerminationPolicy", {}).get("IdleTimeout")
-    return Estimate(measurement=measurement, prices=prices, groups=groups, worker_vcpus=worker_vcpus,
+    return Estimate(measurements=list(measurements), prices=prices, groups=groups, worker_vcpus=worker_vcpus,
                     worker_cores=worker_cores, idle_timeout_s=idle, rows=rows)
 
 
@@ -321,9 +354,10 @@ def money(usd: float) -> str:
 def render(est: Estimate) -> str:
     """The estimate as text: where every figure comes from, then one table row per size.
 
-    Times and USD are ranges: per vCPU (optimistic) to per physical core (pessimistic).
+    Times and USD are ranges: the fastest recorded rate on every vCPU (optimistic) to the slowest
+    on physical cores only (pessimistic).
     """
-    m, p = est.measurement, est.prices
+    p = est.prices
     shape = ", ".join(f"{g.count} {g.role.lower()} {g.instance_type} ({g.market.lower().replace('_', '-')})"
                       for g in est.groups)
     types = sorted({g.instance_type for g in est.groups})
@@ -341,18 +375,21 @@ def render(est: Estimate) -> str:
                               else "no sourced figure, NOT included below"))
     usd = f"{p.currency}" if emr_known else f"{p.currency}, EC2 only"
     spot_label = "task on spot" if est.has_task else "no task node"
+    rate_lines = [
+        f"  rate: {m.per_vcpu:.1f} images/s per vCPU = {m.images_per_second:.1f} images/s on {m.vcpus} vCPUs "
+        f"({m.cpu}), engine {m.engine}: {m.images:,} images in {m.seconds:.1f} s of the pipeline (read, featurize, "
+        f"write, PCA; the featurization alone {m.featurize_per_second:.1f} images/s), "
+        f"{m.path} [{m.result}], commit {m.commit}, {m.date}"
+        for m in sorted(est.measurements, key=lambda m: -m.per_vcpu)]
     lines = [
         f"Cost estimate (not a quote) for the cluster above, {p.region}, prices from {_shown(p.path)}:",
         f"  cluster: {shape}; executors on the core and task nodes' {est.worker_vcpus} vCPUs "
         f"({est.worker_cores} physical cores); the primary runs the drivers",
-        f"  rate: {m.per_vcpu:.1f} images/s per vCPU = {m.images_per_second:.1f} images/s on {m.vcpus} vCPUs, "
-        f"engine {m.engine}: {m.images:,} images in {m.seconds:.1f} s of the pipeline (read, featurize, write, "
-        f"PCA; the featurization alone {m.featurize_per_second:.1f} images/s), "
-        f"{m.path} [{m.result}], commit {m.commit}, {m.date}",
-        "  assumption: a vCPU of the node as fast as a vCPU of the measurement. An m5 vCPU is one of the 2 "
-        "hyper-threads of a physical core, so each range runs from 'every vCPU works' (optimistic) to "
-        "'only physical cores count' (pessimistic); the run read its images from a local disk, a cluster reads "
-        "them from S3 (not measured)",
+        *rate_lines,
+        f"  range: from {est.fastest.per_vcpu:.1f} images/s on each of the {est.worker_vcpus} vCPUs (optimistic) to "
+        f"{est.slowest.per_vcpu:.1f} images/s on each of the {est.worker_cores} physical cores only (pessimistic). "
+        "vCPUs are not alike: the recorded hosts' CPUs differ, and an m5 vCPU is one of the 2 hyper-threads of a "
+        "physical core; the runs read their images from a local disk, a cluster reads them from S3 (not measured)",
         *price_lines,
         "",
         f"| images | time | {usd}, task on-demand | {usd}, {spot_label} |",
@@ -360,11 +397,11 @@ def render(est: Estimate) -> str:
     ]
     for row in est.rows:
         lines.append(
-            f"| {row.images:,} | {duration(row.hours_per_vcpu)} - {duration(row.hours_per_core)} "
-            f"| {money(row.usd(row.hours_per_vcpu, spot_task=False))} - "
-            f"{money(row.usd(row.hours_per_core, spot_task=False))} "
-            f"| {money(row.usd(row.hours_per_vcpu, spot_task=True))} - "
-            f"{money(row.usd(row.hours_per_core, spot_task=True))} |")
+            f"| {row.images:,} | {duration(row.hours_low)} - {duration(row.hours_high)} "
+            f"| {money(row.usd(row.hours_low, spot_task=False))} - "
+            f"{money(row.usd(row.hours_high, spot_task=False))} "
+            f"| {money(row.usd(row.hours_low, spot_task=True))} - "
+            f"{money(row.usd(row.hours_high, spot_task=True))} |")
     per_hour = est.rows[0].usd_per_hour_on_demand if est.rows else 0.0
     low, high = p.start_minutes
     lines += [

@@ -61,8 +61,10 @@ class EmrPlatform(SparkPlatform):
         create.add_argument("--images", type=int, metavar="N",
                             help="print what featurizing N images costs on this cluster (and 1 M, 10 M), on stderr: "
                                  "hours and USD from a recorded run and emr-config/prices.json")
-        create.add_argument("--measurement", metavar="JSON",
-                            help=f"the recorded run the rate comes from (default: {cost.MEASUREMENT[0]})")
+        create.add_argument("--measurement", metavar="JSON", action="append",
+                            help="a recorded run the rate comes from, repeatable: the range spans the fastest "
+                                 "and the slowest given (default: "
+                                 f"{' and '.join(path for path, _ in cost.MEASUREMENTS)})")
         create.add_argument("--prices", metavar="JSON", help="the price file (default: emr-config/prices.json)")
         create.add_argument("--ssh-from", metavar="CIDR",
                             help="opt-in: allow SSH (tcp 22) to the primary node from this one address (/32, at "
@@ -162,7 +164,7 @@ class EmrPlatform(SparkPlatform):
         """The ``--images`` estimate for ``request`` (stderr: stdout stays the request's JSON)."""
         if args.images <= 0:
             raise ValueError(f"--images must be a positive number of images, got {args.images}")
-        found = cost.estimate(request, cost.sizes(args.images), measurement=cost.read_measurement(args.measurement),
+        found = cost.estimate(request, cost.sizes(args.images), measurements=cost.read_measurements(args.measurement),
                               prices=cost.load_prices(args.prices))
         return cost.render(found)
 
