@@ -31,6 +31,8 @@ import dataclasses
 
 import numpy as np
 
+from fruits.analysis.blas import one_blas_thread
+
 #: Spark ML's settings the project uses (``fruits.analysis.evaluate``), and this fit's.
 REG_PARAM = 1e-3
 MAX_ITER = 200
@@ -87,6 +89,11 @@ def fit_multinomial(x: np.ndarray, y: np.ndarray, num_classes: int, *, reg_param
     >>> fit.predict(x).tolist(), fit.converged, round(float(fit.intercepts.sum()), 12)
     ([0.0, 0.0, 1.0, 1.0], True, 0.0)
     """
+    with one_blas_thread():  # hundreds of small products and solves: they stall on busy cores (fruits.analysis.blas)
+        return _fit(x, y, num_classes, reg_param=reg_param, max_iter=max_iter)
+
+
+def _fit(x, y, num_classes: int, *, reg_param: float, max_iter: int) -> Fitted:
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(y).astype(np.int64)
     rows, width = x.shape

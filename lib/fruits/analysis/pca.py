@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from fruits.analysis.blas import one_blas_thread
 from fruits.featurize.shapes import FEATURE_DIM
 
 VECTOR_COL = "features_vector"
@@ -177,7 +178,8 @@ def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray
     >>> values.tolist(), vectors[:, 0].tolist()
     ([3.0, 1.0], [0.0, 1.0])
     """
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    with one_blas_thread():  # many small steps: stalls when the cores are busy (fruits.analysis.blas)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
     largest = np.abs(eigenvectors).argmax(axis=0)
     signs = np.sign(eigenvectors[largest, np.arange(eigenvectors.shape[1])])
