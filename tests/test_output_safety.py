@@ -278,7 +278,10 @@ CONCURRENT_RUN = textwrap.dedent("""
 def test_two_concurrent_runs_into_one_output_one_writes_the_other_refuses_naming_it(place, tmp_path):
     images = generate_demo_images(tmp_path / "images", per_class=4, seed=7)
     gate = str(tmp_path / "gate")
-    env = {**os.environ, "FRUITS_LEASE_SECONDS": "4"}  # the winner's run outlives its lease's time to live
+    # The winner's run outlives its lease's time to live. 6 s, not less: a heartbeat (every 1.2 s)
+    # must reach moto within it; with 4 s, at a load of 14 on 2 cores, the test once found the
+    # "winner" already ended with exit 0, as if a heartbeat had come too late and the lease expired.
+    env = {**os.environ, "FRUITS_LEASE_SECONDS": "6"}
     runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_RUN, str(images), place, gate, "25"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
             for _ in range(2)]
@@ -295,8 +298,8 @@ def test_two_concurrent_runs_into_one_output_one_writes_the_other_refuses_naming
         loser = next(r for r in runs if r.poll() is not None)
         winner = next(r for r in runs if r is not loser)
         lost_out, lost_err = loser.communicate(timeout=30)
-        # Long after the lease's 4 s time to live, the heartbeat still keeps the output the winner's.
-        while time.time() < started + 12 and winner.poll() is None:
+        # Long after the lease's 6 s time to live, the heartbeat still keeps the output the winner's.
+        while time.time() < started + 18 and winner.poll() is None:
             time.sleep(0.2)
         assert winner.poll() is None, "the winner should still be featurizing"
         with pytest.raises(OutputBusy, match=f"pid {winner.pid}"):
@@ -368,6 +371,9 @@ def test_a_reader_polling_during_a_publish_on_s3_sees_one_run_or_the_other(spark
         assert time.time() < deadline
         run_dir = current_run(output)
         seen.append((uploads["count"], run_dir, _features_paths(run_dir)))
+        # Reads matter once objects arrive (one per 0.05 s at most). Before that the reader only sees
+        # the old run; reading there without a pause kept a core busy against moto for the whole run.
+        time.sleep(0.01 if uploads["count"] else 0.2)
     writer.join(timeout=600)
     run_dir = current_run(output)
     seen.append((uploads["count"], run_dir, _features_paths(run_dir)))  # once the publish is over
