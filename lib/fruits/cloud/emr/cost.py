@@ -15,8 +15,8 @@ The arithmetic, and its assumptions:
 
 - executors run on the core and task nodes; the primary runs the drivers (Livy), so it adds
   cost but no speed. Throughput = measured images/s per vCPU x the workers' vCPUs.
-- vCPUs are not alike, so every time is a range. The same code ran 2.6x apart per vCPU on two
-  2-vCPU hosts (one with AVX-512 VNNI, one AMD EPYC with AVX2 only), and an m5.xlarge's 4
+- vCPUs are not alike, so every time is a range. The same code ran 2.2x apart per vCPU on two
+  2-vCPU hosts (an AMD EPYC with AVX2 only, and one whose CPU was not recorded), and an m5.xlarge's 4
   vCPUs are 2 physical cores with 2 hyper-threads each, whose threads share the core's
   arithmetic units. The optimistic end is the fastest measured rate on every vCPU of the
   workers, the pessimistic end the slowest measured rate on their physical cores only.
@@ -167,7 +167,8 @@ def read_measurement(path: str | Path | None = None, result: str | None = None) 
         measurement = Measurement(
             path=_shown(str(path)), result=result, engine=str(run["engine"]), images=int(run["featurized"]),
             seconds=float(stages["total"]), featurize_seconds=float(stages["featurize"]), vcpus=int(data["cores"]),
-            cpu=str(data.get("cpu") or "CPU not recorded"), commit=_git(path, "--format=%h") or "not committed", date=_git(path, "--format=%cs") or "unknown")
+            cpu=str(data.get("cpu") or "CPU not recorded"), commit=_git(path, "--format=%h") or "not committed",
+            date=_git(path, "--format=%cs") or "unknown")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"measurement {path} has no usable result {result!r} "
                          f"(needs cores, results.{result}.engine, featurized, stages.total, stages.featurize): "
