@@ -105,3 +105,29 @@ def test_a_file_is_not_an_input_folder(tmp_path):
 def test_an_unknown_scheme_cannot_be_opened():
     with pytest.raises(InputError, match="cannot be opened"):
         check_input("nosuchscheme://bucket/images")
+
+
+def test_the_listing_labels_its_jobs_and_gives_the_step_its_label_back(spark, tmp_path):
+    """Its jobs show "fruits: list ..."; the caller's label is back afterwards, also when it fails."""
+    from fruits.spark.jobs import DESCRIPTION_PROPERTY, job_description
+
+    context = spark.sparkContext
+    (tmp_path / "in" / "Kiwi").mkdir(parents=True)
+    (tmp_path / "in" / "Kiwi" / "a.jpg").write_bytes(b"x")
+    context.setJobDescription("fruits: evaluation")
+    try:
+        with job_description(spark, "inside"):
+            assert context.getLocalProperty(DESCRIPTION_PROPERTY) == "inside"
+        assert context.getLocalProperty(DESCRIPTION_PROPERTY) == "fruits: evaluation"
+        with pytest.raises(RuntimeError), job_description(spark, "inside"):
+            raise RuntimeError("a job of the block failed")
+        assert context.getLocalProperty(DESCRIPTION_PROPERTY) == "fruits: evaluation"
+        list_files(spark, check_input(str(tmp_path / "in")), str(tmp_path / "listing"))
+        assert context.getLocalProperty(DESCRIPTION_PROPERTY) == "fruits: evaluation"
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "notes.txt").write_text("not an image")
+        with pytest.raises(InputError):
+            list_files(spark, check_input(str(tmp_path / "docs")), str(tmp_path / "listing-2"))
+        assert context.getLocalProperty(DESCRIPTION_PROPERTY) == "fruits: evaluation"
+    finally:
+        context.setJobDescription(None)

@@ -34,6 +34,7 @@ import os
 import posixpath
 from typing import Iterator
 
+from fruits.spark.jobs import job_description
 from fruits.storage import location
 
 #: File extensions (lower-cased) that are read as images.
@@ -229,10 +230,7 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
     # Task numbers from the JVM, the tasks themselves in the lister's closure: no Python RDD
     # (whose rows a second Python worker per task would pickle), no rows sent from the driver.
     work = spark.range(0, len(tasks), 1, numPartitions=slices)
-    context = spark.sparkContext
-    caller = context.getLocalProperty("spark.job.description")  # the step's, put back after the listing
-    context.setJobDescription(f"fruits: list {source.root}")
-    try:
+    with job_description(spark, f"fruits: list {source.root}"):  # the step's label is back afterwards
         try:
             work.mapInPandas(_folder_lister(source, tasks), LISTING_SCHEMA).write.mode("overwrite").parquet(location)
         except Exception as exc:  # a folder that cannot be listed fails its task: the run stops here
@@ -241,8 +239,6 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
         by_label = (frame.groupBy("label").agg(F.count(F.lit(1)).alias("files"),
                                                F.count(F.when(F.col("reason").isNull(), 1)).alias("images"))
                     .collect())
-    finally:
-        context.setJobDescription(caller)
     total = sum(row.files for row in by_label)
     classes = dict(sorted((row.label, row.images) for row in by_label if row.images))
     listing = Listing(root=source.root, location=location, frame=frame, total=total, classes=classes)

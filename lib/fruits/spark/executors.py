@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from fruits.spark.jobs import job_description
 from fruits.spark.placement import is_loopback, master_endpoint
 
 
@@ -179,7 +180,7 @@ def python_worker_memory(spark, *, tasks: int | None = None) -> list[dict]:
                    "vm_hwm": int(fields.get("VmHWM", ["0"])[0]) * 1024,
                    "rlimit_as": None if limit == resource.RLIM_INFINITY else limit}
 
-    sc.setJobDescription("fruits: Python workers' peak memory")
-    found = sc.parallelize(range(tasks), tasks).mapPartitions(measure).collect()
+    with job_description(spark, "fruits: Python workers' peak memory"):
+        found = sc.parallelize(range(tasks), tasks).mapPartitions(measure).collect()
     return sorted({(row["host"], row["daemon"], row["pid"]): row for row in found}.values(),
                   key=lambda row: (row["host"], row["pid"]))
