@@ -294,12 +294,12 @@ class Estimate:
     @property
     def fastest(self) -> Measurement:
         """The optimistic end's rate: the recorded run with the most images/s per vCPU."""
-        return max(self.measurements, key=lambda m: m.per_vcpu)
+        return _extremes(self.measurements)[0]
 
     @property
     def slowest(self) -> Measurement:
         """The pessimistic end's rate: the recorded run with the fewest images/s per vCPU."""
-        return min(self.measurements, key=lambda m: m.per_vcpu)
+        return _extremes(self.measurements)[1]
 
     @property
     def has_task(self) -> bool:
@@ -325,15 +325,19 @@ def estimate(request: dict, images: list[int] | tuple[int, ...], *, measurements
     worker_cores = sum(g.count * prices.instance(g.instance_type).physical_cores for g in workers)
     on_demand = hourly_price(groups, prices, task_market="ON_DEMAND")
     spot = hourly_price(groups, prices, task_market="SPOT") if any(g.role == "TASK" for g in groups) else on_demand
-    fastest = max(m.per_vcpu for m in measurements)
-    slowest = min(m.per_vcpu for m in measurements)
+    fastest, slowest = _extremes(measurements)
     rows = [Row(images=size,
-                hours_low=size / (fastest * worker_vcpus) / 3600,
-                hours_high=size / (slowest * worker_cores) / 3600,
+                hours_low=size / (fastest.per_vcpu * worker_vcpus) / 3600,
+                hours_high=size / (slowest.per_vcpu * worker_cores) / 3600,
                 usd_per_hour_on_demand=on_demand, usd_per_hour_spot_task=spot) for size in images]
     idle = request.get("AutoTerminationPolicy", {}).get("IdleTimeout")
     return Estimate(measurements=list(measurements), prices=prices, groups=groups, worker_vcpus=worker_vcpus,
                     worker_cores=worker_cores, idle_timeout_s=idle, rows=rows)
+
+
+def _extremes(measurements) -> tuple[Measurement, Measurement]:
+    """The recorded runs with the most and the fewest images/s per vCPU: the range's two ends."""
+    return max(measurements, key=lambda m: m.per_vcpu), min(measurements, key=lambda m: m.per_vcpu)
 
 
 def sizes(asked: int | None) -> list[int]:
