@@ -93,7 +93,7 @@ def run_notebook_steps(args, input_path: str | None, output: str, event_dir: str
         from fruits.spark.settings import DRIVER_MEMORY, LOCAL_MASTER
 
         spark = local_spark(values.get("master", LOCAL_MASTER), driver_memory=values.get("driver_memory", DRIVER_MEMORY), conf={
-            "spark.eventLog.enabled": "true", "spark.eventLog.dir": event_dir})
+            "spark.eventLog.enabled": "true", "spark.eventLog.dir": event_dir}, short_run=prepared.short_run)
     with steps.step("run"), driver_profile(args.profile):
         result = execute(spark, prepared)
     with steps.step("figure: class counts"):

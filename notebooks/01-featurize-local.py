@@ -78,7 +78,7 @@ print(prepared.weights.describe())
 # %% tags=["session"]
 from fruits.spark.session import local_spark
 
-spark = local_spark(master, driver_memory=driver_memory)
+spark = local_spark(master, driver_memory=driver_memory, short_run=prepared.short_run)  # small local input: a JVM quick to warm up
 spark.version
 
 # %% [markdown]

@@ -30,6 +30,7 @@ which builds a ten-field dictionary per file). EMR's executors then need ``s3fs`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import posixpath
 from typing import Iterator
@@ -160,6 +161,22 @@ def check_input(root: str) -> InputRoot:
     folders = sorted(entry["name"].rstrip("/") for entry in entries if entry.get("type") == "directory")
     return InputRoot(root=root, protocol=protocol, fs_root=base, folders=tuple(folders),
                      has_loose_files=len(folders) < len(entries))
+
+
+def count_local_files(source: InputRoot, limit: int) -> int | None:
+    """Files under a local ``source``, counted until ``limit`` (then ``limit``); ``None`` for a remote one.
+
+    For choices that only need to know whether an input is small (the JIT of a short
+    run's JVM): the driver walks at most ``limit`` files, whatever the input's size. It
+    counts what :func:`list_files` lists (hidden, empty and non-image files too), so it
+    does not replace the listing.
+    """
+    if source.remote:
+        return None
+    walks = [_local_files(folder, True) for folder in source.folders]
+    if source.has_loose_files:
+        walks.append(_local_files(source.fs_root, False))
+    return sum(1 for _ in itertools.islice(itertools.chain.from_iterable(walks), max(0, limit)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,7 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
                    **engine.details},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,
                   "default_parallelism": spark.sparkContext.defaultParallelism,
-                  "partitions": partitions},
+                  "partitions": partitions, "short_run": prepared.short_run},
         "versions": package_versions(),
         "counts": counts,
         "incremental": {

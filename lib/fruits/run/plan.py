@@ -19,9 +19,10 @@ from fruits import engines
 from fruits.engines import PreparedEngine
 from fruits.engines.weights import RANDOM_WARNING, ResolvedWeights
 from fruits.inputs import inventory
-from fruits.inputs.listing import InputRoot, check_input
+from fruits.inputs.listing import InputRoot, check_input, count_local_files
 from fruits.params import RunParams
 from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
+from fruits.spark import settings as spark_settings
 from fruits.storage import location
 from fruits.storage.reach import check_reach
 from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
@@ -51,6 +52,9 @@ class PreparedRun:
     pointer_token: str | None = None
     #: The run that was current when this one was prepared (what an incremental run builds on).
     previous_layout: OutputLayout | None = None
+    #: Input and training set are local and hold fewer than SHORT_RUN_MAX_FILES files together
+    #: (:func:`is_short_run`): the local notebook passes it to ``local_spark(short_run=...)``.
+    short_run: bool = False
 
     def release(self) -> None:
         """Give the output's lease back (``execute`` does; for a run prepared but not executed)."""
@@ -116,6 +120,7 @@ def prepare(params: RunParams, *, master: str | None = None) -> PreparedRun:
     engine = None  # an engine that calibrates on this run's images is prepared once Spark has listed them
     if not chosen.needs_inputs(recorded):
         engine = chosen.prepare(weights, input_size=params.image_size, recorded=recorded)
+    short_run = is_short_run([source, train_source])
     run_id = params.run_id or new_run_id()
     # From here on no other run can write into output_dir or move its pointer.
     lease = Lease.acquire(output_dir, run_id)
@@ -153,7 +158,28 @@ def prepare(params: RunParams, *, master: str | None = None) -> PreparedRun:
         lease=lease,
         pointer_token=token,
         previous_layout=previous_layout,
+        short_run=short_run,
     )
+
+
+def is_short_run(sources: list[InputRoot | None], limit: int = spark_settings.SHORT_RUN_MAX_FILES) -> bool:
+    """True when every source given is local and they hold fewer than ``limit`` files together.
+
+    The driver walks at most ``limit`` files (:func:`fruits.inputs.listing.count_local_files`),
+    so a large input costs no more to classify than a small one; a remote input is never short
+    (counting it would mean listing it).
+    """
+    budget = limit
+    for source in sources:
+        if source is None:
+            continue
+        count = count_local_files(source, budget)
+        if count is None:
+            return False
+        budget -= count
+        if budget <= 0:
+            return False
+    return True
 
 
 def _continued_engine(params: RunParams, output_dir: str) -> dict | None:

@@ -22,7 +22,7 @@ from fruits import config
 from fruits.spark import jvm_archive
 from fruits.spark import settings as spark_settings
 from fruits.spark.executors import wait_for_executors
-from fruits.spark.placement import driver_settings, set_environ
+from fruits.spark.placement import driver_settings, is_local_master, set_environ
 
 #: Settings of every session built here, from :mod:`fruits.spark.settings` (EMR's
 #: ``emr-config/`` and the cloud notebook's ``%%configure`` cell derive from it too).
@@ -82,6 +82,29 @@ def spark_python_paths(spark_home: str) -> list[str]:
     return [python, zips[-1]]
 
 
+def short_run_java_options(extra_java_options: str, master: str) -> str:
+    """``spark.driver.extraJavaOptions`` of a short run's session on ``master``.
+
+    :data:`fruits.spark.settings.SHORT_RUN_JAVA_OPTIONS` are added for a ``local[N]``
+    master only: on a cluster the work runs in the executors, other and longer-lived
+    JVMs. The caller's own value is kept first, and returned as it is when it already
+    chooses the JIT compilers itself.
+
+    Examples
+    --------
+    >>> short_run_java_options("-Xss4m", "local[2]")
+    '-Xss4m -XX:TieredStopAtLevel=1'
+    >>> short_run_java_options("-XX:-TieredCompilation", "local[2]")
+    '-XX:-TieredCompilation'
+    >>> short_run_java_options("", "spark://head:7077")
+    ''
+    """
+    if not is_local_master(master) or any(
+            option in extra_java_options for option in ("TieredStopAtLevel", "TieredCompilation")):
+        return extra_java_options
+    return " ".join((extra_java_options, *spark_settings.SHORT_RUN_JAVA_OPTIONS)).strip()
+
+
 def use_installed_spark() -> None:
     """Make ``import pyspark`` work with the machine's Spark (EMR) when no pyspark package is installed.
 
@@ -102,7 +125,8 @@ def use_installed_spark() -> None:
 
 def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "fruits",
                 driver_memory: str = spark_settings.DRIVER_MEMORY,
-                conf: Mapping[str, str] | None = None, executor_wait: float | None = None):
+                conf: Mapping[str, str] | None = None, executor_wait: float | None = None,
+                short_run: bool = False):
     """Return a ``SparkSession`` configured for featurization, for any master.
 
     Parameters
@@ -123,6 +147,11 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
     executor_wait : float, optional
         Seconds a cluster session waits for an executor to run a first task
         (default ``$FRUITS_EXECUTOR_WAIT_SECONDS``, else 120). Ignored for local masters.
+    short_run : bool
+        The session serves a short run (``PreparedRun.short_run``: a local input of fewer than
+        :data:`fruits.spark.settings.SHORT_RUN_MAX_FILES` files): a ``local[N]`` JVM then
+        starts with :data:`fruits.spark.settings.SHORT_RUN_JAVA_OPTIONS`, which cut a small
+        run's seconds and cost a large one's. Ignored for other masters.
 
     Returns
     -------
@@ -147,8 +176,11 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
     from pyspark.sql import SparkSession
 
     settings = {**SPARK_SETTINGS, **placement.conf, **conf}
+    java = settings.get(_DRIVER_JAVA_OPTIONS, "")
+    if short_run:
+        java = short_run_java_options(java, master)
     # The driver JVM maps the class archive `make env` recorded, when there is one: it starts warm.
-    java = jvm_archive.java_options(settings.get(_DRIVER_JAVA_OPTIONS, ""))
+    java = jvm_archive.java_options(java)
     if java:
         settings[_DRIVER_JAVA_OPTIONS] = java
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)

@@ -53,6 +53,20 @@ LIBRARY_SESSION = {
 #: importable by the workers' interpreter, as every featurization already does.
 PYTHON_WORKERS = {"spark.python.daemon.module": "fruits.spark.python_daemon"}
 
+#: Java options of a ``local[N]`` session's JVM for a short run: HotSpot's first compiler only
+#: (C1). A short run's JVM spends its life warming up (planning each query, Parquet and Arrow
+#: code compiled once); the second compiler (C2) competes for the same cores and makes fast code
+#: that a short run barely uses. Measured on 2 cores, session start and run, fresh processes,
+#: interleaved (``bench/results/jit/session11.md``): the demo's 181 images 30.0 -> 23.7 s,
+#: a 2,040-image slice 44.0 -> 38.4 s, 6,000 images 89.2 -> 87.3 s; the whole Test split
+#: (20,622) 250 -> 265 s, slower: its Parquet and Arrow loops want C2's code. Hence
+#: :data:`SHORT_RUN_MAX_FILES`.
+SHORT_RUN_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1",)
+
+#: A local run is short when its input and training set are local and hold fewer files than this,
+#: together (below the 6,000 images where C1 alone still won by 2 %).
+SHORT_RUN_MAX_FILES = 5_000
+
 #: The master of a session built here unless told otherwise: this machine, two cores.
 LOCAL_MASTER = "local[2]"
 
