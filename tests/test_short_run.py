@@ -74,3 +74,19 @@ def test_the_short_run_jvm_runs_with_the_quick_compiler_only():
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         assert figures["count"] == 10
         assert all(option in figures["arguments"] for option in SHORT_RUN_JAVA_OPTIONS) is expected, figures
+
+
+def test_a_folder_that_cannot_be_read_leaves_the_count_unknown(tmp_path, monkeypatch):
+    import os
+
+    source = _input(tmp_path / "in", {"Kiwi": 2, "Pear": 2})
+    real_scandir = os.scandir
+
+    def refusing(path):
+        if str(path).endswith("Pear"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)  # root needs no permission: refuse as a non-root user would be
+    assert count_local_files(source, 100) is None
+    assert not is_short_run([source])  # the listing, not this count, reports the folder

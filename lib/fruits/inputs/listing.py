@@ -169,14 +169,18 @@ def count_local_files(source: InputRoot, limit: int) -> int | None:
     For choices that only need to know whether an input is small (the JIT of a short
     run's JVM): the driver walks at most ``limit`` files, whatever the input's size. It
     counts what :func:`list_files` lists (hidden, empty and non-image files too), so it
-    does not replace the listing.
+    does not replace the listing. A folder it cannot read also gives ``None``: the count
+    is a hint, and the listing reports that folder as it always did.
     """
     if source.remote:
         return None
     walks = [_local_files(folder, True) for folder in source.folders]
     if source.has_loose_files:
         walks.append(_local_files(source.fs_root, False))
-    return sum(1 for _ in itertools.islice(itertools.chain.from_iterable(walks), max(0, limit)))
+    try:
+        return sum(1 for _ in itertools.islice(itertools.chain.from_iterable(walks), max(0, limit)))
+    except OSError:  # unreadable folder: not this function's to report
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
