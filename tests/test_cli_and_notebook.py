@@ -76,6 +76,7 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(dem
     assert "[featurize] finished" in result.stderr, "progress must reach the console"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["demo"] is True and manifest["weights"]["random"] is True
+    assert manifest["spark"]["short_run_jvm"] is True, "the demo is a short run: its local JVM compiles with C1 only"
     assert manifest["counts"]["featurized"] == len(CLASSES) * DEMO_PER_CLASS and manifest["k"] == 10
     for name in ("features", "pca", "pca_model", "rejected", "notebook.ipynb"):
         assert (run / name).exists(), name

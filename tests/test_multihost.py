@@ -302,6 +302,7 @@ def test_fruits_run_on_a_standalone_cluster_on_another_host(cluster):
     manifest = json.loads(manifests[0].read_text())
     assert manifest["counts"] == {"input": 25, "images": 24, "featurized": 24, "rejected": 1,
                                   "featurized_this_run": 24}
+    assert manifest["spark"]["short_run_jvm"] is False, "a cluster's run keeps the JVM's default compilers"
     assert (manifests[0].parent / "report.html").exists() and (manifests[0].parent / "pca").is_dir()
     executor_logs = list((cluster.worker_disk / "work").glob("app-*/*/stderr"))
     assert executor_logs, "the work must have run in the worker's executors"

@@ -23,6 +23,7 @@ from fruits.inputs.listing import InputRoot, check_input, count_local_files
 from fruits.params import RunParams
 from fruits.run.demo_data import generate_demo_images, generate_demo_training_images
 from fruits.spark import settings as spark_settings
+from fruits.spark.placement import is_local_master
 from fruits.storage import location
 from fruits.storage.reach import check_reach
 from fruits.storage.layout import NoRunError, OutputLayout, current_layout, holds_run, run_layout
@@ -52,8 +53,8 @@ class PreparedRun:
     pointer_token: str | None = None
     #: The run that was current when this one was prepared (what an incremental run builds on).
     previous_layout: OutputLayout | None = None
-    #: Input and training set are local and hold fewer than SHORT_RUN_MAX_FILES files together
-    #: (:func:`is_short_run`): the local notebook passes it to ``local_spark(short_run=...)``.
+    #: A local master, and input and training set local with fewer than SHORT_RUN_MAX_FILES files
+    #: together (:func:`is_short_run`): the local notebook passes it to ``local_spark(short_run=...)``.
     short_run: bool = False
 
     def release(self) -> None:
@@ -120,7 +121,8 @@ def prepare(params: RunParams, *, master: str | None = None) -> PreparedRun:
     engine = None  # an engine that calibrates on this run's images is prepared once Spark has listed them
     if not chosen.needs_inputs(recorded):
         engine = chosen.prepare(weights, input_size=params.image_size, recorded=recorded)
-    short_run = is_short_run([source, train_source])
+    # Only a local[N] session takes the short-run JVM: no walk for a cluster's run.
+    short_run = (master is None or is_local_master(master)) and is_short_run([source, train_source])
     run_id = params.run_id or new_run_id()
     # From here on no other run can write into output_dir or move its pointer.
     lease = Lease.acquire(output_dir, run_id)
