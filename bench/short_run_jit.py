@@ -37,7 +37,7 @@ import json, sys, tempfile, time
 from fruits.params import RunParams
 from fruits.run.execute import execute
 from fruits.run.plan import prepare
-from fruits.spark.session import local_spark
+from fruits.spark.session import local_spark, runs_short_run_jvm
 
 prepared = prepare(RunParams.from_namespace({"input_path": sys.argv[1] or None, "output_dir": tempfile.mkdtemp(),
                                              "mode": "overwrite"}), master="local[2]")
@@ -46,10 +46,10 @@ spark = local_spark("local[2]", short_run=sys.argv[2] == "short")
 session = time.perf_counter() - start
 result = execute(spark, prepared)
 total = time.perf_counter() - start
-options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "")
+c1_only = runs_short_run_jvm(spark)
 spark.stop()
 print(json.dumps({"session": session, "total": total, "stages": result.manifest["seconds"],
-                  "images": result.manifest["counts"]["images"], "c1_only": "TieredStopAtLevel=1" in options,
+                  "images": result.manifest["counts"]["images"], "c1_only": c1_only,
                   "short_run": prepared.short_run}))
 """
 

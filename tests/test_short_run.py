@@ -62,10 +62,11 @@ def test_the_short_run_jvm_runs_with_the_quick_compiler_only():
     # The JVM's own arguments, as it received them: what the option did, not what was asked.
     script = textwrap.dedent("""
         import json, sys
-        from fruits.spark.session import local_spark
+        from fruits.spark.session import local_spark, runs_short_run_jvm
         spark = local_spark("local[1]", driver_memory="512m", short_run=sys.argv[1] == "short")
         runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-        print(json.dumps({"arguments": list(runtime.getInputArguments()), "count": spark.range(10).count()}))
+        print(json.dumps({"arguments": list(runtime.getInputArguments()), "count": spark.range(10).count(),
+                          "says": runs_short_run_jvm(spark)}))
         spark.stop()
     """)
     for side, expected in (("short", True), ("tiered", False)):
@@ -74,6 +75,7 @@ def test_the_short_run_jvm_runs_with_the_quick_compiler_only():
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         assert figures["count"] == 10
         assert all(option in figures["arguments"] for option in SHORT_RUN_JAVA_OPTIONS) is expected, figures
+        assert figures["says"] is expected, "what the manifest records agrees with the JVM's own arguments"
 
 
 def test_a_folder_that_cannot_be_read_leaves_the_count_unknown(tmp_path, monkeypatch):

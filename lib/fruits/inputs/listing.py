@@ -118,6 +118,14 @@ class InputRoot:
         """True for object stores and other non-local file systems (paths keep their scheme)."""
         return location.is_remote(self.root)
 
+    @property
+    def walks(self) -> list[tuple[str, bool]]:
+        """``(folder, recursive)`` to list: each class folder whole, then the root's own files if any."""
+        walks = [(folder, True) for folder in self.folders]
+        if self.has_loose_files:
+            walks.append((self.fs_root, False))
+        return walks
+
     def user_path(self, fs_path: str) -> str:
         """The path as runs record it: ``s3://bucket/key`` keeps its scheme, local paths have none."""
         return f"{self.protocol}://{fs_path}" if self.remote else fs_path
@@ -174,11 +182,9 @@ def count_local_files(source: InputRoot, limit: int) -> int | None:
     """
     if source.remote:
         return None
-    walks = [_local_files(folder, True) for folder in source.folders]
-    if source.has_loose_files:
-        walks.append(_local_files(source.fs_root, False))
+    files = itertools.chain.from_iterable(_local_files(folder, recursive) for folder, recursive in source.walks)
     try:
-        return sum(1 for _ in itertools.islice(itertools.chain.from_iterable(walks), max(0, limit)))
+        return sum(1 for _ in itertools.islice(files, max(0, limit)))
     except OSError:  # unreadable folder: not this function's to report
         return None
 
@@ -244,9 +250,7 @@ def list_files(spark, source: InputRoot, location: str) -> Listing:
     """
     from pyspark.sql import functions as F
 
-    tasks = [(folder, True) for folder in source.folders]
-    if source.has_loose_files:
-        tasks.append((source.fs_root, False))
+    tasks = source.walks
     slices = max(1, min(len(tasks), 4 * spark.sparkContext.defaultParallelism))
     # Task numbers from the JVM, the tasks themselves in the lister's closure: no Python RDD
     # (whose rows a second Python worker per task would pickle), no rows sent from the driver.

@@ -17,7 +17,7 @@ from fruits.engines import PreparedEngine
 from fruits.inputs.inventory import Increment
 from fruits.run.plan import PreparedRun
 from fruits.run.timing import StageTimer
-from fruits.spark.settings import SHORT_RUN_JAVA_OPTIONS
+from fruits.spark.session import runs_short_run_jvm
 from fruits.storage.layout import run_layout
 
 #: Packages whose versions decide the features; recorded in every manifest.
@@ -76,7 +76,7 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
                    **engine.details},
         "spark": {"version": spark.version, "master": spark.sparkContext.master,
                   "default_parallelism": spark.sparkContext.defaultParallelism,
-                  "partitions": partitions, "short_run_jvm": short_run_jvm(spark)},
+                  "partitions": partitions, "short_run_jvm": runs_short_run_jvm(spark)},
         "versions": package_versions(),
         "counts": counts,
         "incremental": {
@@ -100,14 +100,4 @@ def build_manifest(spark, prepared: PreparedRun, *, engine: PreparedEngine, clas
         "outputs": {name: getattr(published, name) for name in OUTPUTS},
         "evaluation": evaluation,
     }
-
-
-def short_run_jvm(spark) -> bool:
-    """True when the session's driver JVM started with the short-run options (C1 only).
-
-    Read from the session, not from the run's plan: a session Livy or a caller started
-    has whatever options it was given.
-    """
-    options = (spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "") or "").split()
-    return all(option in options for option in SHORT_RUN_JAVA_OPTIONS)
 

@@ -105,6 +105,16 @@ def short_run_java_options(extra_java_options: str, master: str) -> str:
     return " ".join((extra_java_options, *spark_settings.SHORT_RUN_JAVA_OPTIONS)).strip()
 
 
+def runs_short_run_jvm(spark) -> bool:
+    """True when ``spark``'s driver JVM started with the short-run options (C1 only).
+
+    Read from the session, not from a run's plan: a session Livy or a caller started
+    has whatever options it was given.
+    """
+    options = (spark.sparkContext.getConf().get(_DRIVER_JAVA_OPTIONS, "") or "").split()
+    return all(option in options for option in spark_settings.SHORT_RUN_JAVA_OPTIONS)
+
+
 def use_installed_spark() -> None:
     """Make ``import pyspark`` work with the machine's Spark (EMR) when no pyspark package is installed.
 
