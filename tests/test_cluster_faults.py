@@ -32,6 +32,7 @@ import pytest
 from fruits.spark import settings as spark_settings
 from fruits.run.demo_data import generate_demo_images
 from fruits.storage.layout import current_run
+from tests.conftest import CLUSTER_JVM_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
@@ -116,7 +117,7 @@ class Cluster:
         self.workers: list[subprocess.Popen] = []
         self.env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": LOOPBACK,
                     "SPARK_DAEMON_MEMORY": "256m", "PYSPARK_PYTHON": sys.executable,
-                    "PYSPARK_DRIVER_PYTHON": sys.executable}
+                    "PYSPARK_DRIVER_PYTHON": sys.executable, **CLUSTER_JVM_ENVIRON}
 
     def _start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "wb")

@@ -33,6 +33,7 @@ import pytest
 from fruits.run.demo_data import generate_demo_images
 from fruits.spark.placement import driver_settings, is_local_master, master_endpoint
 from fruits.spark.session import executor_wait_seconds
+from tests.conftest import CLUSTER_JVM_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
@@ -237,7 +238,7 @@ def cluster(tmp_path_factory):
         _create_namespaces()
         env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": MASTER_IP,
                "SPARK_DAEMON_MEMORY": "384m", "SPARK_LOCAL_DIRS": str(hosts.worker_disk / "local"),
-               "PYSPARK_PYTHON": sys.executable}
+               "PYSPARK_PYTHON": sys.executable, **CLUSTER_JVM_ENVIRON}
         spark_class = str(SPARK_HOME / "bin" / "spark-class")
         master = _in_namespace(MASTER_NS, _on_worker_host(mounts, [
             spark_class, "org.apache.spark.deploy.master.Master", "--host", MASTER_IP, "--port", "7077",

@@ -1,6 +1,7 @@
 """A short run (a small local input) starts its local JVM with the quick compiler only; anything else does not."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -69,8 +70,11 @@ def test_the_short_run_jvm_runs_with_the_quick_compiler_only():
                           "says": runs_short_run_jvm(spark)}))
         spark.stop()
     """)
+    # Without the suite's own compiler choice (conftest.TEST_JVM_OPTIONS): the project's alone.
+    environ = {name: value for name, value in os.environ.items() if name not in ("SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS")}
     for side, expected in (("short", True), ("tiered", False)):
-        done = subprocess.run([sys.executable, "-c", script, side], capture_output=True, text=True, timeout=180)
+        done = subprocess.run([sys.executable, "-c", script, side], capture_output=True, text=True, timeout=180,
+                              env=environ)
         assert done.returncode == 0, done.stderr[-2000:]
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         assert figures["count"] == 10
@@ -79,8 +83,6 @@ def test_the_short_run_jvm_runs_with_the_quick_compiler_only():
 
 
 def test_a_folder_that_cannot_be_read_leaves_the_count_unknown(tmp_path, monkeypatch):
-    import os
-
     source = _input(tmp_path / "in", {"Kiwi": 2, "Pear": 2})
     real_scandir = os.scandir
 
