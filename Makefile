@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/sparkmagic.tx
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
 	$(PIP_INSTALL) -e ".[local]"
 	$(PIP_INSTALL) --no-deps -r requirements/sparkmagic.txt
+	@# jupyter-events asks for jsonschema[format-nongpl], whose rfc3987-syntax builds ~35 Earley
+	@# parsers (lark) when jsonschema is imported: 2.4 s of CPU in every process that imports it
+	@# (JupyterHub, each user's Jupyter server, papermill, nbformat). It only checks the "iri"
+	@# string formats, which no Jupyter schema uses; without it jsonschema skips them.
+	$(BIN)/python -m pip uninstall --disable-pip-version-check -y -q rfc3987-syntax lark
 	$(BIN)/jupyter-kernelspec install --sys-prefix "$$($(BIN)/python -c 'import os, sparkmagic; print(os.path.dirname(sparkmagic.__file__))')/kernels/pysparkkernel"
 	touch $(STAMP)
 
