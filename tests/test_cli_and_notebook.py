@@ -85,6 +85,9 @@ def test_demo_run_writes_outputs_and_a_report_that_says_synthetic_and_random(dem
     assert "SYNTHETIC DEMO DATA" in html and "WEIGHTS ARE RANDOM" in html
     assert "RANDOM weights: these scores say" in html
     assert html.index("SYNTHETIC DEMO DATA") < html.index('src="data:image/png')
+    timings = json.loads((run / "timings.json").read_text())
+    assert timings["early_map"] is True, "the interactive map was built while the notebook drew its figures"
+    assert 'id="fruits-map-plot"' in html, "and it is in the report"
 
 
 @pytest.mark.spark

@@ -30,6 +30,7 @@ from fruits.cloud import tunnel
 from fruits.cloud.hub import cli as hub_cli
 from fruits.cloud.registry import get_platform, platform_names
 from fruits.inputs.listing import InputError
+from fruits.report.early_map import EarlyMap
 from fruits.run.notebook import execute_notebook, render_html
 from fruits.spark import settings as spark_settings
 from fruits.spark.session import local_spark
@@ -183,6 +184,8 @@ def run_command(args) -> int:
     os.makedirs(kernel_tmp)
     outer_tmp = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = kernel_tmp  # the kernel inherits this process's environment
+    # The report's interactive map is built as soon as the run is written, while the kernel draws.
+    early_map = EarlyMap(layout.root).start()
     try:
         execute_notebook(source, executed, parameters, cwd=os.getcwd(), kernel_name=kernel,
                          log_output=not args.quiet)
@@ -195,13 +198,15 @@ def run_command(args) -> int:
         )
         return EXIT_FAILED
     finally:
+        early_map.stop()
         if outer_tmp is None:
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = outer_tmp
     notebook_seconds, started = time.perf_counter() - started, time.perf_counter()
-    render_html(executed, report)
-    timings = _write_timings(executed, notebook_seconds, time.perf_counter() - started, scratch)
+    render_html(executed, report, map_builder=early_map.build)
+    timings = _write_timings(executed, notebook_seconds, time.perf_counter() - started, scratch,
+                             early_map=early_map.used)
     location.deliver(executed, layout.notebook)
     location.deliver(report, layout.report)
     location.deliver(timings, layout.report.rsplit("/", 1)[0] + "/timings.json")
@@ -212,12 +217,15 @@ def run_command(args) -> int:
     return EXIT_OK
 
 
-def _write_timings(executed: str, notebook_seconds: float, render_seconds: float, scratch: str) -> str:
+def _write_timings(executed: str, notebook_seconds: float, render_seconds: float, scratch: str, *,
+                   early_map: bool) -> str:
     """``timings.json``: the seconds a run's manifest cannot hold, as they happen after it is written.
 
     ``kernel_start`` comes from papermill's timestamps (the notebook's start, stamped
     before the kernel starts, to the first cell's); ``notebook`` is papermill's whole
-    execution, kernel start and shutdown included; ``render`` the HTML report.
+    execution, kernel start and shutdown included; ``render`` the HTML report;
+    ``early_map`` whether its interactive map was built while the notebook ran
+    (:mod:`fruits.report.early_map`) rather than during ``render``.
     """
     import datetime as dt
     import json
@@ -232,7 +240,8 @@ def _write_timings(executed: str, notebook_seconds: float, render_seconds: float
     path = os.path.join(scratch, "timings.json")
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"kernel_start": round((stamp(first) - stamp(notebook["metadata"])).total_seconds(), 3),
-                   "notebook": round(notebook_seconds, 3), "render": round(render_seconds, 3)}, handle)
+                   "notebook": round(notebook_seconds, 3), "render": round(render_seconds, 3),
+                   "early_map": early_map}, handle)
     return path
 
 

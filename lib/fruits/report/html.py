@@ -22,6 +22,7 @@ import io
 import logging
 import re
 
+from fruits.report.early_map import build_map
 from fruits.storage import location
 from fruits.storage.layout import NoRunError, OutputLayout, current_run, run_layout
 
@@ -160,18 +161,18 @@ def _utc(text) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
-def add_interactive_map(notebook, output_dir: str) -> str | None:
+def add_interactive_map(notebook, output_dir: str, build=None) -> str | None:
     """Insert the interactive map's section after the static PCA map; return its HTML.
 
     The HTML (megabytes of inlined plotly) is not put through nbconvert: a placeholder
     output marks its place and :func:`render` substitutes it into the finished page.
+    ``build(output_dir)`` makes the map (default: :func:`fruits.report.early_map.build_map`,
+    built now; the CLI passes its :class:`~fruits.report.early_map.EarlyMap`'s).
     """
     import nbformat
 
     try:
-        from fruits.report import interactive
-
-        fragment = interactive.build(output_dir)
+        fragment = (build or build_map)(output_dir)
     except ImportError as exc:
         fragment = f"<p><em>The interactive map needs plotly ({exc}).</em></p>"
     except Exception as exc:  # noqa: BLE001 - an optional section must never cost the report
@@ -203,8 +204,12 @@ def exporter():
     )
 
 
-def render(notebook, *, interactive: bool = True) -> str:
-    """The report's HTML for an executed notebook (modified in place)."""
+def render(notebook, *, interactive: bool = True, map_builder=None) -> str:
+    """The report's HTML for an executed notebook (modified in place).
+
+    ``map_builder(run_folder)`` returns the interactive map's HTML when the report has
+    one (see :func:`add_interactive_map`).
+    """
 
     strip_noise(notebook)
     strip_widgets(notebook)
@@ -215,7 +220,7 @@ def render(notebook, *, interactive: bool = True) -> str:
     fragment = None
     output_dir = run_outputs(notebook) if interactive else None
     if output_dir is not None:
-        fragment = add_interactive_map(notebook, output_dir)
+        fragment = add_interactive_map(notebook, output_dir, map_builder)
     add_alt_text(notebook)
     body, _ = exporter().from_notebook_node(notebook)
     if fragment is not None:

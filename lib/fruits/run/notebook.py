@@ -73,15 +73,16 @@ def _quick_shutdown_manager():
     return QuickShutdownKernelManager
 
 
-def render_html(notebook_path: str, html_path: str) -> None:
+def render_html(notebook_path: str, html_path: str, *, map_builder=None) -> None:
     """Render an executed notebook to a self-contained HTML report without code cells.
 
     No request leaves the file (no CDN script, style or font), every figure has an alt
-    text, and a successful run gets its interactive PCA map (see :mod:`fruits.report.html`).
+    text, and a successful run gets its interactive PCA map (see :mod:`fruits.report.html`),
+    from ``map_builder`` when given (:class:`fruits.report.early_map.EarlyMap`).
     """
     import nbformat
 
     notebook = nbformat.read(notebook_path, as_version=4)
-    body = render(notebook)
+    body = render(notebook, map_builder=map_builder)
     with open(html_path, "w", encoding="utf-8") as handle:
         handle.write(body)
