@@ -18,6 +18,7 @@ from livy.client import LivyClient
 from livy.models import Version
 
 from fruits.cloud.livy.server import LivyDouble
+from fruits.spark.jvm_archive import usable_archive
 
 #: The fields of Livy 0.8's ``SessionInfo`` (client-common/.../HttpMessages.java).
 SESSION_INFO_FIELDS = {"id", "name", "appId", "owner", "proxyUser", "state", "kind", "appInfo", "log", "ttl",
@@ -61,6 +62,13 @@ def test_pylivy_creates_runs_downloads_fails_and_closes_a_session(livy):
 
         # run: what the code printed, then the last expression's value, as text/plain
         assert session.run("x = 6 * 7\nprint('hello')\nx").text == "hello\n42"
+
+        # the double's driver JVM maps the class archive `make env` recorded (when there is one)
+        arguments = session.run("print(list(spark.sparkContext._jvm.java.lang.management.ManagementFactory"
+                                ".getRuntimeMXBean().getInputArguments()))").text
+        archive = usable_archive()
+        if archive is not None:
+            assert f"-XX:SharedArchiveFile={archive}" in arguments, arguments
 
         # download: pylivy prints the DataFrame's rows as JSON and reads them back into pandas
         session.run("df = spark.createDataFrame([(1, 'apple'), (2, 'banana')], ['id', 'fruit'])")

@@ -31,7 +31,7 @@ SPARK_SETTINGS = spark_settings.library_session()
 #: How long a cluster session waits for its first executor, unless told otherwise.
 DEFAULT_EXECUTOR_WAIT_SECONDS = 120.0
 EXECUTOR_WAIT_VARIABLE = "FRUITS_EXECUTOR_WAIT_SECONDS"
-_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 @contextlib.contextmanager
@@ -111,7 +111,7 @@ def runs_short_run_jvm(spark) -> bool:
     Read from the session, not from a run's plan: a session Livy or a caller started
     has whatever options it was given.
     """
-    options = (spark.sparkContext.getConf().get(_DRIVER_JAVA_OPTIONS, "") or "").split()
+    options = (spark.sparkContext.getConf().get(DRIVER_JAVA_OPTIONS, "") or "").split()
     return all(option in options for option in spark_settings.SHORT_RUN_JAVA_OPTIONS)
 
 
@@ -186,13 +186,13 @@ def local_spark(master: str = spark_settings.LOCAL_MASTER, *, app_name: str = "f
     from pyspark.sql import SparkSession
 
     settings = {**SPARK_SETTINGS, **placement.conf, **conf}
-    java = settings.get(_DRIVER_JAVA_OPTIONS, "")
+    java = settings.get(DRIVER_JAVA_OPTIONS, "")
     if short_run:
         java = short_run_java_options(java, master)
     # The driver JVM maps the class archive `make env` recorded, when there is one: it starts warm.
     java = jvm_archive.java_options(java)
     if java:
-        settings[_DRIVER_JAVA_OPTIONS] = java
+        settings[DRIVER_JAVA_OPTIONS] = java
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
     for key, value in settings.items():
         builder = builder.config(key, value)

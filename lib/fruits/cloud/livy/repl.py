@@ -41,8 +41,9 @@ import traceback
 import warnings
 from typing import Any, Callable
 
+from fruits.spark import jvm_archive
 from fruits.spark.placement import driver_settings, set_environ
-from fruits.spark.session import SPARK_SETTINGS
+from fruits.spark.session import DRIVER_JAVA_OPTIONS, SPARK_SETTINGS
 from fruits.spark.settings import LOCAL_MASTER
 
 #: ``POST /sessions`` fields and the Spark settings Livy turns them into.
@@ -225,6 +226,12 @@ def build_spark(body: dict[str, Any], master: str):
     # Livy starts drivers with spark-submit, whose PythonRunner turns spark.pyspark.python
     # into the driver's PYSPARK_PYTHON, the interpreter PySpark then asks executors to run.
     os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]
+    # The double's drivers map the class archive `make env` recorded, as local sessions do
+    # (fruits.spark.jvm_archive): each starts 1-4 s sooner. A JVM option only; EMR's Livy
+    # starts its drivers with the cluster's own.
+    java = jvm_archive.java_options(settings.get(DRIVER_JAVA_OPTIONS, ""))
+    if java:
+        settings[DRIVER_JAVA_OPTIONS] = java
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
