@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: Optional modules the CLI's libraries import when installed, for work the CLI never asks of them.
 UNUSED_OPTIONAL_MODULES = (
     # nbformat's validator imports jsonschema, which imports it to check the `iri` string
-    # format; it compiles a Lark grammar at import (1.3 s here). Notebook schemas never use it.
+    # format; it compiles ~35 Lark grammars at import (2.4 s here). Notebook schemas never use
+    # it. `make env` leaves it out; an environment built otherwise (an EMR node) may have it.
     "rfc3987_syntax",
     # papermill's handler for gs:// notebooks (0.6 s); the CLI's notebooks are local files.
     "gcsfs",
@@ -148,10 +149,6 @@ def resolve_parameters(args) -> dict[str, Any]:
 
 
 def run_command(args) -> int:
-    # nbformat's jsonschema builds 38 Lark grammars at import to check the "iri" format, which
-    # no notebook schema uses, when the optional rfc3987_syntax is installed (jupyter-events
-    # pulls it in): 1.2 s of CPU on every run, measured. Marked absent, jsonschema skips that check.
-    sys.modules.setdefault("rfc3987_syntax", None)
     scratch = tempfile.mkdtemp(prefix="fruits-run-")
     try:
         source = _notebook_source(args, scratch)
