@@ -77,8 +77,8 @@ class EarlyMap:
                 return
         try:
             self._fragment = build_map(self.run_folder)
-        except Exception as exc:  # noqa: BLE001 - the renderer builds it again and reports what fails
-            log.info("report: the early interactive map failed (%s); the renderer builds it", exc)
+        except Exception as exc:  # noqa: BLE001 - the renderer builds it again and reports what fails (once)
+            log.debug("report: the early interactive map failed (%s); the renderer builds it", exc)
 
     def build(self, run_folder: str) -> str:
         """The map of ``run_folder``: the early one when it was built for that folder, else built now."""
