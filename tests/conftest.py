@@ -84,10 +84,10 @@ def spark():
     :data:`TEST_JVM_OPTIONS`): it lives the whole run and does its Spark ML fits, which the
     quick compiler alone made slower (five test files: 237 s tiered, 271 s with C1 only).
     """
-    from fruits.spark.session import local_spark
+    from fruits.spark.session import DRIVER_JAVA_OPTIONS, local_spark
 
     session = local_spark("local[2]", app_name="fruits-tests", driver_memory="2g",
-                          conf={"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"})
+                          conf={DRIVER_JAVA_OPTIONS: "-XX:TieredStopAtLevel=4"})
     yield session
     session.stop()
 

@@ -82,11 +82,12 @@ class EarlyMap:
 
     def build(self, run_folder: str) -> str:
         """The map of ``run_folder``: the early one when it was built for that folder, else built now."""
-        if run_folder == self.run_folder and self._thread.is_alive():
-            self._thread.join(JOIN_SECONDS)
-        if run_folder == self.run_folder and self._fragment is not None:
-            self.used = True
-            return self._fragment
+        if run_folder == self.run_folder:
+            if self._thread.is_alive():
+                self._thread.join(JOIN_SECONDS)
+            if self._fragment is not None:
+                self.used = True
+                return self._fragment
         return build_map(run_folder)
 
 
