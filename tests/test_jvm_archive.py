@@ -41,6 +41,26 @@ def test_archive_of_another_size_is_not_used(cache):
     assert jvm_archive.java_options("-Xshare:off") == "-Xshare:off"
 
 
+@pytest.mark.parametrize("options, environ", [
+    ("-XX:StartFlightRecording=filename=run.jfr", {}),
+    ("-Dx=1", {"JAVA_TOOL_OPTIONS": "-javaagent:/opt/apm/agent.jar"}),
+    ("-Dx=1", {"JDK_JAVA_OPTIONS": "-agentpath:/opt/profiler/libagent.so=start"}),
+    ("-agentlib:jdwp=transport=dt_socket,server=y,suspend=n", {}),
+])
+def test_a_jvm_that_hooks_class_loading_starts_without_the_archive(cache, monkeypatch, options, environ):
+    """Java 17 maps our archive, then dies (SIGSEGV) when an agent or a flight recording starts with it."""
+    archive = jvm_archive.archive_path()
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"\0" * 1000)
+    archive.with_suffix(".json").write_text(json.dumps({"size": 1000}))
+    for name in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    assert "SharedArchiveFile" in jvm_archive.java_options("-Dx=1")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert jvm_archive.java_options(options) == options
+
+
 def test_archive_name_follows_the_spark_installation(cache, monkeypatch, tmp_path):
     first = jvm_archive.archive_path()
     jars = tmp_path / "spark" / "jars"
@@ -93,3 +113,12 @@ def test_built_archive_is_mapped_by_the_next_session(cache, tmp_path):
     from_archive = [line for line in spark_classes if "shared objects file (top)" in line]
     # Most of Spark's classes come from the archive instead of being read from jars and verified.
     assert len(from_archive) > 0.5 * len(spark_classes) > 100, (len(from_archive), len(spark_classes))
+
+    # A flight recording started with the JVM: with the archive mapped, Java 17 died with SIGSEGV
+    # before the gateway answered; the session starts without the archive and records.
+    recording = tmp_path / "driver.jfr"
+    script = script.replace(f"-Xlog:class+load=info:file={log}", f"-XX:StartFlightRecording=filename={recording}")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SharedArchiveFile" not in done.stdout and recording.stat().st_size > 0
+    assert not list(tmp_path.glob("hs_err_pid*")), "the JVM crashed"

@@ -36,6 +36,16 @@ from fruits import config
 QUIET = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 #: Options the caller may already use for its own archive; then ours stay out of the way.
 _OWN_ARCHIVE_OPTIONS = ("-XX:SharedArchiveFile", "-XX:ArchiveClassesAtExit", "-Xshare:off")
+#: Options that make the JVM hook class loading from its first instant: Java agents (profilers,
+#: APM and coverage agents register class file transformers) and Java Flight Recorder started
+#: with the JVM. OpenJDK 17.0.15 (Debian 12) maps our dynamic archive, then dies with SIGSEGV in
+#: ``KlassFactory::check_shared_class_file_load_hook`` before the gateway answers (measured: JFR
+#: in ``spark.driver.extraJavaOptions`` or ``JAVA_TOOL_OPTIONS``, or an agent with a transformer;
+#: a recording started later with ``jcmd PID JFR.start`` is fine). With any of them a session
+#: starts without the archive: slower, never a crash.
+_CLASS_LOAD_HOOK_OPTIONS = ("-javaagent:", "-agentlib:", "-agentpath:", "-XX:StartFlightRecording")
+#: Environment variables the ``java`` launcher reads options from, besides its command line.
+_JAVA_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
 
 
 def java_executable(environ: Mapping[str, str] | None = None) -> str | None:
@@ -105,13 +115,34 @@ def java_options(extra_java_options: str = "", *, environ: Mapping[str, str] | N
     """``spark.driver.extraJavaOptions`` with the archive's options added, when there is a usable archive.
 
     ``extra_java_options`` (the caller's own value) is kept first; it is returned as
-    it is when it already names an archive or turns sharing off, or when there is
-    no usable archive.
+    it is when it already names an archive or turns sharing off, when the JVM starts
+    with a Java agent or a flight recording (there or in the launcher's environment
+    variables: see :data:`_CLASS_LOAD_HOOK_OPTIONS`), or when there is no usable archive.
     """
+    environ = os.environ if environ is None else environ
     if any(option in extra_java_options for option in _OWN_ARCHIVE_OPTIONS):
+        return extra_java_options
+    if hooks_class_loading(extra_java_options, environ):
         return extra_java_options
     archive = usable_archive(environ)
     if archive is None:
         return extra_java_options
     ours = " ".join((f"-XX:SharedArchiveFile={archive}", "-Xshare:auto", *QUIET))
     return f"{extra_java_options} {ours}".strip()
+
+
+def hooks_class_loading(extra_java_options: str = "", environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a JVM with these options (and the launcher's option variables in ``environ``) hooks class loading.
+
+    Examples
+    --------
+    >>> hooks_class_loading("-Xss4m -XX:StartFlightRecording=filename=run.jfr", {})
+    True
+    >>> hooks_class_loading("-Xss4m", {"JAVA_TOOL_OPTIONS": "-javaagent:/opt/apm/agent.jar"})
+    True
+    >>> hooks_class_loading("-Xss4m -XX:FlightRecorderOptions=stackdepth=96", {})
+    False
+    """
+    environ = os.environ if environ is None else environ
+    sources = (extra_java_options, *(environ.get(name, "") for name in _JAVA_OPTION_VARIABLES))
+    return any(option in source for source in sources for option in _CLASS_LOAD_HOOK_OPTIONS)
