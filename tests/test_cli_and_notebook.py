@@ -126,28 +126,3 @@ def test_real_slice_through_papermill(real_images, real_weights, tmp_path, spark
     assert spark.read.parquet(str(run / "rejected")).count() == 0
     html = _assert_report(run / "report.html", figures=9)
     assert "WEIGHTS ARE RANDOM" not in html and "SYNTHETIC" not in html
-
-
-def test_papermill_is_imported_without_gcsfs_which_still_imports_afterwards():
-    """``fruits run`` imports papermill without its Google Cloud Storage client (0.6 s); gs:// says so."""
-    code = "\n".join([
-        "import sys",
-        "from fruits.run.notebook import import_papermill",
-        "papermill = import_papermill()",
-        "print('gcsfs loaded:', 'gcsfs' in sys.modules)",
-        "from papermill.exceptions import PapermillOptionalDependencyException",
-        "from papermill.iorw import papermill_io",
-        "try:",
-        "    papermill_io.read('gs://bucket/notebook.ipynb')",
-        "except PapermillOptionalDependencyException as exc:",
-        "    print('gs:', exc)",
-        "import gcsfs",
-        "print('afterwards:', 'gcsfs' in sys.modules and callable(gcsfs.GCSFileSystem))",
-        "assert import_papermill() is papermill",
-    ])
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
-    assert lines[0] == "gcsfs loaded: False"
-    assert lines[1].startswith("gs: ") and "gcsfs" in lines[1]
-    assert lines[2] == "afterwards: True"

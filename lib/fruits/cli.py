@@ -31,7 +31,7 @@ from fruits.cloud.hub import cli as hub_cli
 from fruits.cloud.registry import get_platform, platform_names
 from fruits.inputs.listing import InputError
 from fruits.report.early_map import EarlyMap
-from fruits.run.notebook import execute_notebook, import_papermill, render_html
+from fruits.run.notebook import execute_notebook, render_html
 from fruits.spark import settings as spark_settings
 from fruits.spark.session import local_spark
 from fruits.storage import location
@@ -171,7 +171,7 @@ def run_command(args) -> int:
     where = f" (PySpark kernel, Livy at {args.livy})" if args.livy else ""
     output_dir = parameters["output_dir"]
     print(f"Running {os.path.basename(source)} -> {output_dir} (run {parameters['run_id']}){where}", flush=True)
-    PapermillExecutionError = import_papermill().PapermillExecutionError
+    from papermill.exceptions import PapermillExecutionError
 
     started = time.perf_counter()
     # The kernel's temporary folders (e.g. the local mirror of an s3:// output written without

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import tempfile
 from typing import Any, Mapping
 from fruits.report.html import render
@@ -31,8 +30,8 @@ def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *,
         A cell failed: carries the cell's execution count, exception name and value.
     """
     import jupytext
+    import papermill
 
-    papermill = import_papermill()
     notebook = jupytext.read(source)
     with tempfile.TemporaryDirectory() as scratch:
         converted = os.path.join(scratch, os.path.basename(source).replace(".py", ".ipynb"))
@@ -44,31 +43,6 @@ def execute_notebook(source: str, output: str, parameters: Mapping[str, Any], *,
             cwd=cwd, log_output=log_output, progress_bar=log_output,
             **({"kernel_manager_class": _quick_shutdown_manager()} if kernel_name == LOCAL_KERNEL else {}),
         )
-
-
-def import_papermill():
-    """``import papermill``, without the Google Cloud Storage client it imports for ``gs://`` paths.
-
-    papermill imports ``gcsfs`` (installed here because s3contents needs it) as soon as it is
-    imported, for ``gs://`` notebooks, which the project never reads or writes: 0.6 of the
-    1.3-1.4 s that ``import papermill`` takes on 2 cores, on every ``fruits run``'s way to its
-    kernel. While papermill is imported, ``gcsfs`` is marked as absent (a ``None`` entry in
-    ``sys.modules`` makes its import raise ImportError, which papermill treats as an optional
-    dependency not installed: a ``gs://`` path then fails with papermill's own message naming
-    ``gcsfs``); afterwards ``gcsfs`` imports as usual. A process that imported ``gcsfs`` or
-    papermill before keeps them as they are.
-    """
-    if "papermill" in sys.modules:
-        return sys.modules["papermill"]
-    marked = "gcsfs" not in sys.modules
-    if marked:
-        sys.modules["gcsfs"] = None
-    try:
-        import papermill
-    finally:
-        if marked and sys.modules.get("gcsfs", False) is None:
-            del sys.modules["gcsfs"]
-    return papermill
 
 
 #: Seconds the local kernel gets to end after its last cell: half of it after the shutdown
